@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# CPU / offline install of spikingjelly-lt into ./.venv (idempotent).
+# torch is pinned to the CPU build; spikingjelly goes in with --no-deps so that its
+# declared torchvision/torchaudio never pull a CUDA torch. Never gate on `pip check`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+VENV=${VENV:-.venv}
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
+$PIP install -r requirements-cpu.txt
+$PIP install --no-deps "spikingjelly==2.0.0"
+$PIP install --no-deps -e . -e plugins/sjlt-random-prune
+echo "installed into $VENV ($($VENV/bin/python -c 'import torch,spikingjelly_lt;print("torch",torch.__version__)'))" >&2

@@ -1,0 +1,46 @@
+"""The Typer app and the one stderr Console shared by every command."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+__all__ = ["app", "err_console", "out_console", "setup_logging"]
+
+app = typer.Typer(
+    name="sjlt",
+    help="Lottery tickets in spiking networks: BinW-SLT vs LT benchmark matrix, energy, plugins.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """Lottery tickets in spiking networks: BinW-SLT vs LT benchmark matrix, energy, plugins."""
+
+out_console = Console()
+
+
+class _ConsoleHandler(logging.Handler):
+    """One log record, one stderr line (never wrapped), through the shared Console."""
+
+    STYLES = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "red", "DEBUG": "dim"}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        style = self.STYLES.get(record.levelname)
+        msg = escape(record.getMessage())
+        prefix = f"[{style}]{record.levelname.lower()}:[/{style}] " if style else ""
+        err_console.print(prefix + msg, soft_wrap=True, highlight=False)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logger = logging.getLogger("spikingjelly_lt")
+    if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
+        logger.addHandler(_ConsoleHandler())
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -1,0 +1,1 @@
+"""Weight parametrizations (supermask, binary) and neurons."""

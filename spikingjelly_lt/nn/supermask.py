@@ -1,0 +1,121 @@
+"""Supermask parametrizations: edge-popup (fp) and biprop / BinW-SLT (binary) weights.
+
+The weight ``W`` stays frozen at its random init; a score tensor ``s`` of the same
+shape trains. The mask ``M`` keeps the top-k of ``|s|`` (layer-wise, or over all
+supermask layers with a shared :class:`GlobalTopK`).
+
+- fp (edge-popup): ``w_eff = W * M``
+- binary (biprop): ``w_eff = alpha * M * sign(W)``, ``alpha = sum(|W| M) / sum(M)``
+  per layer, not differentiated.
+
+Gradient (straight-through, both variants): ``dL/ds = (dL/dw_eff * W) * sign(s)``.
+
+The mask is cached on the score tensor's version counter, so it is computed once per
+score update: once per forward call (multi-step inputs see one weight for all T steps)
+and not again for evaluation passes between optimizer steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .topk import keep_count, topk_mask
+
+__all__ = ["Supermask", "GlobalTopK"]
+
+
+class _MaskSTE(torch.autograd.Function):
+    """Forward: the given 0/1 mask. Backward: identity to the (absolute) scores."""
+
+    @staticmethod
+    def forward(ctx, abs_scores, mask):
+        return mask.to(abs_scores.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+class _BinaryMaskSTE(torch.autograd.Function):
+    """Forward: ``alpha * M``. Backward: ``g * |W|`` to the (absolute) scores (biprop)."""
+
+    @staticmethod
+    def forward(ctx, abs_scores, mask, abs_weight):
+        m = mask.to(abs_scores.dtype)
+        alpha = (abs_weight * m).sum() / m.sum().clamp_min(1.0)
+        ctx.save_for_backward(abs_weight)
+        return alpha * m
+
+    @staticmethod
+    def backward(ctx, grad):
+        (abs_weight,) = ctx.saved_tensors
+        return grad * abs_weight, None, None
+
+
+class GlobalTopK:
+    """Shares one top-k threshold over the scores of several supermask layers."""
+
+    def __init__(self, sparsity: float):
+        self.sparsity = float(sparsity)
+        self.members: list[Supermask] = []
+        self._key: tuple | None = None
+        self._masks: list[torch.Tensor] = []
+
+    def mask_for(self, member: Supermask) -> torch.Tensor:
+        key = tuple((id(m.scores), m.scores._version) for m in self.members)
+        if key != self._key:
+            with torch.no_grad():
+                flat = torch.cat([m.scores.detach().abs().reshape(-1) for m in self.members])
+                mask = topk_mask(flat, keep_count(flat.numel(), self.sparsity))
+                self._masks = list(mask.split([m.scores.numel() for m in self.members]))
+            self._key = key
+        i = next(i for i, m in enumerate(self.members) if m is member)
+        return self._masks[i].view_as(member.scores)
+
+
+class Supermask(nn.Module):
+    """``torch.nn.utils.parametrize`` parametrization of a frozen weight by learned scores.
+
+    Args:
+        shape: the weight's shape (scores get the same shape).
+        sparsity: fraction of weights removed, in [0, 1).
+        binary: use ``alpha * M * sign(W)`` (biprop / BinW-SLT) instead of ``W * M``.
+        shared: a :class:`GlobalTopK` for one threshold over many layers (else layer-wise).
+    """
+
+    def __init__(self, shape, sparsity: float, binary: bool = False, shared: GlobalTopK | None = None):
+        super().__init__()
+        self.sparsity = float(sparsity)
+        self.binary = bool(binary)
+        self.scores = nn.Parameter(torch.empty(shape))
+        nn.init.kaiming_uniform_(self.scores, a=math.sqrt(5))
+        self.shared = shared
+        if shared is not None:
+            shared.members.append(self)
+        self._cache_key: tuple | None = None
+        self._mask: torch.Tensor | None = None
+
+    def mask(self) -> torch.Tensor:
+        """The current boolean mask (cached until the scores change)."""
+        if self.shared is not None:
+            return self.shared.mask_for(self)
+        key = (self.scores._version, self.scores.data_ptr())
+        if key != self._cache_key or self._mask is None:
+            with torch.no_grad():
+                self._mask = topk_mask(self.scores.abs(), keep_count(self.scores.numel(), self.sparsity))
+            self._cache_key = key
+        return self._mask
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        mask = self.mask()
+        abs_scores = self.scores.abs()
+        if self.binary:
+            return torch.sign(weight) * _BinaryMaskSTE.apply(abs_scores, mask, weight.abs())
+        return weight * _MaskSTE.apply(abs_scores, mask)
+
+    def extra_repr(self) -> str:
+        scope = "global" if self.shared is not None else "layer"
+        return f"sparsity={self.sparsity}, binary={self.binary}, scope={scope}"

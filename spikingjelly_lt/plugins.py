@@ -1,0 +1,166 @@
+"""The plugin manager: built-in plugins, entry-point plugins, and name registries.
+
+Built-ins are ordinary plugins listed by module name, so a third-party plugin (an
+entry point in the group ``spikingjelly_lt``) has exactly the same powers. Set
+``SJLT_DISABLE_ENTRY_POINTS=1`` to skip third-party plugins. A plugin that fails to
+import or to register is reported in one warning line and skipped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+from dataclasses import dataclass
+
+import pluggy
+
+from . import hookspecs, logger
+from .errors import UnknownNameError
+
+__all__ = [
+    "pm",
+    "KINDS",
+    "ENTRY_POINT_GROUP",
+    "registry",
+    "lookup",
+    "names",
+    "plugin_info",
+    "check_pending",
+]
+
+ENTRY_POINT_GROUP = "spikingjelly_lt"
+KINDS = ("pruners", "neurons", "architectures", "energy_models", "datasets")
+_SINGULAR = {
+    "pruners": "pruner",
+    "neurons": "neuron",
+    "architectures": "architecture",
+    "energy_models": "energy model",
+    "datasets": "dataset",
+}
+
+DEFAULT_PLUGINS = (
+    "spikingjelly_lt.nn.neurons",
+    "spikingjelly_lt.pruners.dense",
+    "spikingjelly_lt.pruners.supermask",
+    "spikingjelly_lt.pruners.imp",
+    "spikingjelly_lt.models.resnet19",
+    "spikingjelly_lt.models.vgg16",
+    "spikingjelly_lt.data.builtin",
+    "spikingjelly_lt.energy.cost_models",
+)
+
+pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+pm.add_hookspecs(hookspecs)
+
+_distributions: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
+_loaded = False
+
+
+def _warn(plugin: str, exc: BaseException) -> None:
+    logger.warning("plugin %s failed and was skipped: %s: %s", plugin, type(exc).__name__, exc)
+
+
+def load_plugins() -> None:
+    """Register the built-ins and (unless disabled) the entry-point plugins, once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    version = importlib.metadata.version("spikingjelly-lt") if _has_dist() else "dev"
+    for modname in DEFAULT_PLUGINS:
+        try:
+            mod = importlib.import_module(modname)
+        except Exception as exc:  # noqa: BLE001 - report and go on
+            _warn(modname, exc)
+            continue
+        pm.register(mod, name=modname)
+        _distributions[modname] = ("spikingjelly-lt", version)
+    if os.environ.get("SJLT_DISABLE_ENTRY_POINTS", "").strip() not in ("", "0"):
+        return
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except Exception as exc:  # noqa: BLE001
+            _warn(ep.name, exc)
+            continue
+        dist = ep.dist
+        _distributions[ep.name] = (dist.name, dist.version) if dist else ("?", "?")
+    pm.check_pending()
+
+
+def _has_dist() -> bool:
+    try:
+        importlib.metadata.version("spikingjelly-lt")
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def check_pending() -> None:
+    """Fail loudly if a registered plugin implements a hook that does not exist."""
+    load_plugins()
+    pm.check_pending()
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    obj: object
+    plugin: str
+
+
+def registry(kind: str) -> dict[str, Entry]:
+    """All names registered for ``kind``, each with the plugin that registered it.
+
+    Each hook implementation runs in isolation: one that raises is reported in a
+    warning and the rest still register. Duplicate names are an error.
+    """
+    if kind not in KINDS:
+        raise UnknownNameError("registry kind", kind, KINDS)
+    load_plugins()
+    found: dict[str, Entry] = {}
+    hook = getattr(pm.hook, f"register_{kind}")
+    for impl in hook.get_hookimpls():  # registration order
+        plugin_name = impl.plugin_name
+        staged: dict[str, Entry] = {}
+
+        def register(name: str, obj: object, _staged=staged, _plugin=plugin_name) -> None:
+            if name in found or name in _staged:
+                owner = (found.get(name) or _staged[name]).plugin
+                raise ValueError(f"{_SINGULAR[kind]} {name!r} is already registered by {owner}")
+            _staged[name] = Entry(name, obj, _plugin)
+
+        try:
+            impl.function(register)
+        except Exception as exc:  # noqa: BLE001
+            _warn(plugin_name, exc)
+            continue
+        found.update(staged)
+    return found
+
+
+def names(kind: str) -> list[str]:
+    return sorted(registry(kind))
+
+
+def lookup(kind: str, name: str):
+    """The object registered as ``name`` for ``kind``; an unknown name lists the valid ones."""
+    reg = registry(kind)
+    if name not in reg:
+        raise UnknownNameError(_SINGULAR[kind], name, reg)
+    return reg[name].obj
+
+
+def plugin_info() -> list[dict]:
+    """Each plugin: name, distribution, version and the hooks it implements."""
+    load_plugins()
+    rows = []
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda p: (p[0] not in DEFAULT_PLUGINS, p[0])):
+        dist, version = _distributions.get(name, ("?", "?"))
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        rows.append({"name": name, "distribution": dist, "version": version, "hooks": hooks})
+    return rows

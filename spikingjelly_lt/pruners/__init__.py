@@ -1,0 +1,1 @@
+"""Pruners in the ``torch.nn.utils.prune`` shape: ``pruner(model, sparsity, **opts) -> model``."""
