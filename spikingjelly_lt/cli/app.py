@@ -25,6 +25,8 @@ def _root() -> None:
     """Lottery tickets in spiking networks: BinW-SLT vs LT benchmark matrix, energy, plugins."""
 
 out_console = Console()
+if not out_console.is_terminal:  # a file or pipe: never squeeze the table
+    out_console = Console(width=200)
 
 
 class _ConsoleHandler(logging.Handler):
@@ -44,3 +46,4 @@ def setup_logging(verbose: bool = False) -> None:
     if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
         logger.addHandler(_ConsoleHandler())
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # CPU builds: noise

@@ -57,7 +57,7 @@ class DataBundle:
             test_x=self.test_x[:test],
             test_y=self.test_y[:test],
         )
-        logger.info(
+        logger.debug(
             "%s: limited to %d train + %d test images",
             self.name,
             len(bundle.train_y),

@@ -141,7 +141,7 @@ def _load(fmt: _Format, data_dir: str | Path | None) -> DataBundle:
     train_x, train_y = _read_split(fmt, folder, train_files)
     test_x, test_y = _read_split(fmt, folder, [fmt.test_file])
     missing = sorted(set(fmt.train_files) - set(train_files))
-    logger.info(
+    logger.debug(
         "%s: %d train (%s) + %d test images from %s%s",
         fmt.name, len(train_y), ", ".join(train_files), len(test_y), folder,
         f" (subset: {', '.join(missing)} absent)" if missing else "",

@@ -29,7 +29,7 @@ def load_digits_bundle(data_dir: str | Path | None = None) -> DataBundle:
         x, y, test_size=DIGITS_TEST_FRACTION, stratify=y, random_state=DIGITS_SPLIT_SEED
     )
     mean, std = float(x_tr.mean(dtype=np.float64)), float(x_tr.std(dtype=np.float64))
-    logger.info("digits: %d train + %d test images (sklearn, bundled)", len(y_tr), len(y_te))
+    logger.debug("digits: %d train + %d test images (sklearn, bundled)", len(y_tr), len(y_te))
     return DataBundle(
         name="digits",
         train_x=torch.from_numpy(np.ascontiguousarray(x_tr)),

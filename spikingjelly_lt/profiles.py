@@ -1,0 +1,75 @@
+"""Benchmark profiles: a data set, a size and a training recipe that trains every method.
+
+Each profile records why its numbers are what they are; a result row stores the
+profile name and the full cell config, so the recipe travels with every number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import UnknownNameError
+from .methods import DEFAULT_METHODS
+
+__all__ = ["Profile", "PROFILES", "get_profile"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    dataset: str
+    methods: tuple[str, ...]
+    sparsities: tuple[float, ...]
+    seeds: tuple[int, ...]
+    cell: dict = field(default_factory=dict)  # CellConfig fields
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            "smoke",
+            "digits 8x8 at width 0.25: the whole default matrix in minutes on 2 CPU cores",
+            dataset="digits",
+            methods=DEFAULT_METHODS,
+            sparsities=(0.5,),
+            seeds=(0,),
+            cell=dict(
+                width=0.25, timesteps=4, epochs=10, batch_size=64, lr=0.1, score_lr=0.1,
+                tau=2.0, v_threshold=1.0, fc_bn=True, learn_bn=True, imp_rounds=2, rewind_epoch=1,
+            ),
+        ),
+        Profile(
+            "cpu",
+            "real CIFAR-10 (the 18k subset) at width 0.25, 32x32: the matrix in about 2 h on 2 cores",
+            dataset="cifar10",
+            methods=DEFAULT_METHODS,
+            sparsities=(0.5,),
+            seeds=(0,),
+            cell=dict(
+                width=0.25, timesteps=4, epochs=3, batch_size=64, lr=0.1, score_lr=0.1,
+                tau=2.0, v_threshold=1.0, fc_bn=True, learn_bn=True, imp_rounds=1, rewind_epoch=1,
+                limit_train=6000,
+            ),
+        ),
+        Profile(
+            "paper",
+            "full width, CIFAR-10 32x32, T=4, the papers' schedules (a GPU job)",
+            dataset="cifar10",
+            methods=DEFAULT_METHODS,
+            sparsities=(0.5,),
+            seeds=(0,),
+            cell=dict(
+                width=1.0, timesteps=4, epochs=200, batch_size=128, lr=0.1, score_lr=0.1,
+                tau=2.0, v_threshold=1.0, fc_bn=False, learn_bn=False, imp_rounds=3, rewind_epoch=1,
+            ),
+        ),
+    )
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise UnknownNameError("profile", name, PROFILES)
+    return PROFILES[name]

@@ -1,0 +1,31 @@
+"""Results: the SQLite store (one row per benchmark cell) and the report (tables + plots).
+
+Importing this package does not import torch or matplotlib; the plots load matplotlib
+when :func:`build_report` runs.
+"""
+
+from spikingjelly_lt.results.report import build_report, format_matrix, matrix_table
+from spikingjelly_lt.results.store import (
+    EXPORT_FORMATS,
+    SCHEMA_VERSION,
+    STATUSES,
+    MergeStats,
+    ResultStore,
+    canonical_json,
+    config_hash,
+    merge,
+)
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "MergeStats",
+    "ResultStore",
+    "build_report",
+    "canonical_json",
+    "config_hash",
+    "format_matrix",
+    "matrix_table",
+    "merge",
+]

@@ -1,0 +1,567 @@
+"""The benchmark report: the aggregated matrix table, three PNG plots and a markdown page.
+
+Rows are the dicts :meth:`ResultStore.rows` returns (``config``, ``metrics``, ``status``,
+``reason``, ``config_hash``). Missing or None metrics render as "–". Energy ratios
+(``energy_x_ann``, ``energy_x_snn``) are savings: the dense ANN's / SNN's energy divided
+by this cell's, so the paper's "8.92× saving vs ANN" reads 8.92× here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spikingjelly_lt.results.store import canonical_json
+
+__all__ = [
+    "METHOD_ORDER",
+    "METRIC_KEYS",
+    "PLOT_FILES",
+    "REFERENCE_TOP1",
+    "MatrixColumn",
+    "build_report",
+    "format_matrix",
+    "matrix_columns",
+    "matrix_table",
+]
+
+log = logging.getLogger("spikingjelly_lt")
+
+DASH = "–"
+METRIC_KEYS = (
+    "top1",
+    "sparsity",
+    "energy_pj",
+    "energy_x_ann",
+    "energy_x_snn",
+    "mean_firing_rate",
+    "weight_bits",
+    "model_bytes",
+    "time_to_ticket_s",
+    "train_seconds",
+    "images_per_s",
+)
+METHOD_ORDER = (
+    "ann",
+    "ann-imp",
+    "ann-ep",
+    "bnn",
+    "bnn-lt",
+    "bnn-act",
+    "bnn-act-lt",
+    "snn",
+    "snn-imp",
+    "slt",
+    "binw-snn",
+    "binw-slt",
+)
+_GROUP_KEYS = ("arch", "dataset", "method", "sparsity")
+# The target sparsity (config) keeps the name ``sparsity`` in a matrix entry.
+_ENTRY_NAME = {"sparsity": "achieved_sparsity"}
+PLOT_FILES = {
+    "accuracy_vs_sparsity": "accuracy_vs_sparsity.png",
+    "energy": "energy.png",
+    "accuracy_vs_time_to_ticket": "accuracy_vs_time_to_ticket.png",
+}
+
+# Published top-1 % (design.md section 4): (arch, dataset, method, target sparsity).
+# Companion paper 2311.12060 Table 1 (ResNet-19, T=4, ConnS at 50 % sparsity) and
+# Kim et al. ECCV'22 (IMP, T=5, 300 epochs, CIFAR-10).
+REFERENCE_TOP1: dict[tuple[str, str, str, float], float] = {
+    **{
+        ("resnet19", ds, m, sp): v
+        for m, sp, c10, c100 in (
+            ("ann", 0.0, 92.05, 76.74),
+            ("bnn", 0.0, 91.54, 74.42),
+            ("bnn-act", 0.0, 86.74, 66.60),
+            ("snn", 0.0, 91.78, 72.37),
+            ("binw-snn", 0.0, 91.21, 72.93),
+            ("ann-ep", 0.5, 90.87, 75.62),
+            ("bnn-lt", 0.5, 91.07, 73.87),
+            ("bnn-act-lt", 0.5, 83.96, 62.76),
+            ("slt", 0.5, 91.36, 72.01),
+            ("binw-slt", 0.5, 91.82, 72.73),
+        )
+        for ds, v in (("cifar10", c10), ("cifar100", c100))
+    },
+    # Kim et al.: IMP at 68.3 / 89.9 / 95.7 / 98.1 % sparsity (design.md lists the four
+    # VGG-16 values in parallel with ResNet-19's four IMP values).
+    **{
+        (arch, "cifar10", "snn-imp", sp): v
+        for arch, values in (
+            ("resnet19", (93.47, 93.49, 93.22, 92.43)),
+            ("vgg16", (92.66, 92.54, 92.38, 91.81)),
+        )
+        for sp, v in zip((0.683, 0.899, 0.957, 0.981), values, strict=True)
+    },
+}
+
+
+def _num(value: Any) -> float | None:
+    """A finite float, or None for missing / non-numeric / NaN values."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _method_rank(method: Any) -> tuple[int, str]:
+    m = str(method)
+    return (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m)
+
+
+def _reference(arch: Any, dataset: Any, method: Any, sparsity: float | None) -> float | None:
+    sp = sparsity or 0.0
+    for (a, d, m, s), v in REFERENCE_TOP1.items():
+        if (a, d, m) == (arch, dataset, method) and abs(s - sp) < 0.005:
+            return v
+    return None
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return v if isinstance(v, str) else canonical_json(v)
+
+
+def matrix_table(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Aggregate runs into one entry per cell minus its seed (mean ± sample std over seeds).
+
+    Each entry has ``arch``, ``dataset``, ``method``, ``sparsity`` (target), ``setting``
+    (the other config keys that differ between entries, e.g. ``timesteps=4``), ``seeds``,
+    ``n_runs``, ``n_done``, ``n_failed``, ``n_running``, ``status``, ``ref_top1`` and, per
+    metric key ``m``, ``m`` (mean over done runs or None), ``m_std`` (None under 2 values)
+    and ``m_n``; the achieved-sparsity metric is ``achieved_sparsity`` (``sparsity`` is
+    the target). Metrics come from ``done`` runs only.
+    """
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    configs: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        cfg = {k: v for k, v in (row.get("config") or {}).items() if k != "seed"}
+        key = canonical_json(cfg)
+        groups[key].append(row)
+        configs[key] = cfg
+
+    # Keys outside the group keys whose values differ between groups form the "setting".
+    # Only differences between groups of the same method count: methods legitimately
+    # differ in what they ignore (an ANN has no T), which is not a "setting".
+    extra = sorted({k for c in configs.values() for k in c} - set(_GROUP_KEYS))
+    by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for c in configs.values():
+        by_method[str(c.get("method"))].append(c)
+    varying = [
+        k
+        for k in extra
+        if any(len({canonical_json(c.get(k)) for c in cs}) > 1 for cs in by_method.values())
+    ]
+
+    table = []
+    for key, members in groups.items():
+        cfg = configs[key]
+        done = [r for r in members if r.get("status", "done") == "done"]
+        counts = Counter(r.get("status", "done") for r in members)
+        entry: dict[str, Any] = {k: cfg.get(k) for k in _GROUP_KEYS}
+        entry.update({k: cfg.get(k) for k in ("timesteps", "epochs", "width")})
+        entry["sparsity"] = _num(cfg.get("sparsity"))
+        entry["setting"] = ", ".join(
+            f"{k}={_fmt_value(cfg[k])}" for k in varying if cfg.get(k) is not None
+        )
+        entry["config"] = cfg
+        entry["seeds"] = sorted(
+            (r.get("config") or {}).get("seed")
+            for r in done
+            if (r.get("config") or {}).get("seed") is not None
+        )
+        entry["n_runs"] = len(members)
+        entry["n_done"] = counts["done"]
+        entry["n_failed"] = counts["failed"]
+        entry["n_running"] = counts["running"]
+        if len(counts) == 1:
+            entry["status"] = next(iter(counts))
+        else:
+            entry["status"] = ", ".join(
+                f"{counts[s]} {s}" for s in ("done", "failed", "running") if counts[s]
+            )
+        for m in METRIC_KEYS:
+            values = [v for r in done if (v := _num((r.get("metrics") or {}).get(m))) is not None]
+            name = _ENTRY_NAME.get(m, m)
+            entry[name] = statistics.fmean(values) if values else None
+            entry[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else None
+            entry[f"{name}_n"] = len(values)
+        entry["ref_top1"] = _reference(
+            entry["arch"], entry["dataset"], entry["method"], entry["sparsity"]
+        )
+        table.append(entry)
+
+    table.sort(
+        key=lambda e: (
+            str(e["arch"]),
+            str(e["dataset"]),
+            _method_rank(e["method"]),
+            e["sparsity"] if e["sparsity"] is not None else -1.0,
+            e["setting"],
+        )
+    )
+    return table
+
+
+# -- formatting -----------------------------------------------------------------------
+
+
+def _pm(entry: dict[str, Any], key: str, fmt: str, scale: float = 1.0, suffix: str = "") -> str:
+    mean, std = entry.get(key), entry.get(f"{key}_std")
+    if mean is None:
+        return DASH
+    text = format(mean * scale, fmt) + suffix
+    if std is not None:
+        text += " ± " + format(std * scale, fmt)
+    return text
+
+
+def _target(entry: dict[str, Any]) -> str:
+    sp = entry.get("sparsity")
+    return DASH if sp is None else f"{sp * 100:g}%"
+
+
+@dataclass(frozen=True)
+class MatrixColumn:
+    """One column of the matrix: a header and how to render an entry."""
+
+    header: str
+    render: Callable[[dict[str, Any]], str]
+    numeric: bool = True
+
+
+def matrix_columns(
+    table: Sequence[dict[str, Any]], *, reference: bool = False
+) -> list[MatrixColumn]:
+    """The columns shown for ``table`` (``setting`` only when some entry has one)."""
+    cols = [
+        MatrixColumn("arch", lambda e: str(e.get("arch") or DASH), False),
+        MatrixColumn("dataset", lambda e: str(e.get("dataset") or DASH), False),
+        MatrixColumn("method", lambda e: str(e.get("method") or DASH), False),
+        MatrixColumn("sparsity", _target),
+    ]
+    if any(e.get("setting") for e in table):
+        cols.append(MatrixColumn("setting", lambda e: e.get("setting") or DASH, False))
+    cols += [
+        MatrixColumn("seeds", lambda e: str(len(e.get("seeds") or ())) if e.get("seeds") else DASH),
+        MatrixColumn("top-1 %", lambda e: _pm(e, "top1", ".2f", 100)),
+    ]
+    if reference:
+        cols.append(
+            MatrixColumn(
+                "paper top-1 %",
+                lambda e: DASH if e.get("ref_top1") is None else f"{e['ref_top1']:.2f}",
+            )
+        )
+    cols += [
+        MatrixColumn("achieved sparsity %", lambda e: _pm(e, "achieved_sparsity", ".1f", 100)),
+        MatrixColumn("energy pJ/img", lambda e: _pm(e, "energy_pj", ".3g")),
+        MatrixColumn("saving × ANN", lambda e: _pm(e, "energy_x_ann", ".3g", suffix="×")),
+        MatrixColumn("saving × SNN", lambda e: _pm(e, "energy_x_snn", ".3g", suffix="×")),
+        MatrixColumn("firing rate", lambda e: _pm(e, "mean_firing_rate", ".3f")),
+        MatrixColumn("weight bits", lambda e: _pm(e, "weight_bits", "g")),
+        MatrixColumn("time to ticket s", lambda e: _pm(e, "time_to_ticket_s", ".1f")),
+        MatrixColumn("status", lambda e: str(e.get("status") or DASH), False),
+    ]
+    return cols
+
+
+def format_matrix(
+    table: Sequence[dict[str, Any]], *, reference: bool = False
+) -> tuple[list[str], list[list[str]]]:
+    """Headers and string cells of the matrix, shared by the markdown and the CLI table."""
+    cols = matrix_columns(table, reference=reference)
+    return [c.header for c in cols], [[c.render(e) for c in cols] for e in table]
+
+
+def _one_line(text: Any, limit: int | None = None) -> str:
+    text = " ".join(str(text).split())
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+def _md_escape(text: str) -> str:
+    return _one_line(text).replace("|", "\\|")
+
+
+def _md_table(
+    headers: Sequence[str], cells: Sequence[Sequence[str]], numeric: Sequence[bool]
+) -> str:
+    lines = ["| " + " | ".join(_md_escape(h) for h in headers) + " |"]
+    lines.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
+    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in cells]
+    return "\n".join(lines)
+
+
+# -- plots ----------------------------------------------------------------------------
+
+
+def _panels(table: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    panels: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for e in table:
+        panels.setdefault((str(e.get("arch")), str(e.get("dataset"))), []).append(e)
+    return panels
+
+
+def _figure(n_panels: int):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ncols = min(max(n_panels, 1), 2)
+    nrows = math.ceil(max(n_panels, 1) / ncols)
+    fig = Figure(figsize=(6.4 * ncols, 4.4 * nrows), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(max(n_panels, 1))]
+    return fig, axes
+
+
+def _colors(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    methods = sorted({str(e.get("method")) for e in table}, key=_method_rank)
+    return {m: cmap(i % 20) for i, m in enumerate(methods)}
+
+
+def _empty(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _plot_accuracy_vs_sparsity(table: Sequence[dict[str, Any]], path: Path) -> None:
+    panels, colors = _panels(table), _colors(table)
+    fig, axes = _figure(len(panels))
+    if not panels:
+        _empty(axes[0], "no results")
+    for ax, ((arch, dataset), entries) in zip(axes, panels.items()):
+        ax.set_title(f"{arch} / {dataset}")
+        by_method: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+        for e in entries:
+            achieved = e.get("achieved_sparsity")
+            x = achieved if achieved is not None else e.get("sparsity")
+            if e.get("top1") is None or x is None:
+                continue
+            by_method[_series(e)].append((x * 100, e["top1"] * 100, (e["top1_std"] or 0) * 100))
+        if not by_method:
+            _empty(ax, "no accuracy data")
+            continue
+        for label in sorted(by_method, key=lambda lab: (_method_rank(lab.split(" ")[0]), lab)):
+            pts = sorted(by_method[label])
+            ax.errorbar(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                yerr=[p[2] for p in pts],
+                marker="o",
+                capsize=3,
+                label=label,
+                color=colors[label.split(" ")[0]],
+            )
+        ax.set_xlabel("sparsity (% of weights removed; achieved where measured)")
+        ax.set_ylabel("top-1 %")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", ncols=2)
+    fig.savefig(path)
+
+
+def _series(e: dict[str, Any]) -> str:
+    """Legend label of a plot series: the method, plus its setting where settings differ."""
+    return str(e["method"]) + (f" ({e['setting']})" if e.get("setting") else "")
+
+
+def _ratio_to_ann(e: dict[str, Any], entries: Sequence[dict[str, Any]]) -> float | None:
+    if e.get("energy_x_ann") is not None:
+        return e["energy_x_ann"]
+    anns = [a for a in entries if a.get("method") == "ann" and a.get("energy_pj")]
+    same = [a for a in anns if a.get("setting") == e.get("setting")] or anns
+    if same and e.get("energy_pj") is not None:
+        return same[0]["energy_pj"] / e["energy_pj"] if e["energy_pj"] else None
+    return None
+
+
+def _plot_energy(table: Sequence[dict[str, Any]], path: Path) -> None:
+    panels, colors = _panels(table), _colors(table)
+    fig, axes = _figure(len(panels))
+    if not panels:
+        _empty(axes[0], "no results")
+    for ax, ((arch, dataset), entries) in zip(axes, panels.items()):
+        ax.set_title(f"{arch} / {dataset}: energy per image")
+        bars = [e for e in entries if (e.get("energy_pj") or 0) > 0]
+        if not bars:
+            _empty(ax, "no energy data")
+            continue
+        multi = Counter(str(e["method"]) for e in bars)
+        labels = [
+            str(e["method"])
+            + (f"\n{_target(e)}" if multi[str(e["method"])] > 1 or e.get("sparsity") else "")
+            + (f"\n{e['setting']}" if e.get("setting") else "")
+            for e in bars
+        ]
+        heights = [e["energy_pj"] for e in bars]
+        xs = range(len(bars))
+        ax.bar(xs, heights, color=[colors[str(e["method"])] for e in bars])
+        ax.set_yscale("log")
+        ax.set_xticks(list(xs), labels, rotation=45, ha="right", fontsize="small")
+        ax.set_ylabel("energy pJ / image (log)")
+        for x, h, e in zip(xs, heights, bars):
+            r = _ratio_to_ann(e, entries)
+            if r is not None:
+                ax.annotate(
+                    f"{r:.3g}× less than ANN",
+                    (x, h),
+                    xytext=(0, 3),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize="x-small",
+                )
+        ax.set_ylim(top=max(heights) * 3)
+        ax.grid(axis="y", alpha=0.3)
+    fig.savefig(path)
+
+
+def _plot_accuracy_vs_time(table: Sequence[dict[str, Any]], path: Path) -> None:
+    panels, colors = _panels(table), _colors(table)
+    fig, axes = _figure(len(panels))
+    if not panels:
+        _empty(axes[0], "no results")
+    for ax, ((arch, dataset), entries) in zip(axes, panels.items()):
+        ax.set_title(f"{arch} / {dataset}")
+        pts = [
+            e for e in entries if e.get("top1") is not None and (e.get("time_to_ticket_s") or 0) > 0
+        ]
+        if not pts:
+            _empty(ax, "no time-to-ticket data")
+            continue
+        seen: set[str] = set()
+        for e in sorted(pts, key=lambda e: _method_rank(e["method"])):
+            method = str(e["method"])
+            ax.errorbar(
+                e["time_to_ticket_s"],
+                e["top1"] * 100,
+                xerr=e.get("time_to_ticket_s_std") or 0,
+                yerr=(e.get("top1_std") or 0) * 100,
+                marker="o",
+                linestyle="none",
+                capsize=3,
+                color=colors[method],
+                label=None if method in seen else method,
+            )
+            seen.add(method)
+            ax.annotate(
+                _target(e),
+                (e["time_to_ticket_s"], e["top1"] * 100),
+                xytext=(4, 2),
+                textcoords="offset points",
+                fontsize="x-small",
+            )
+        times = [e["time_to_ticket_s"] for e in pts]
+        if max(times) / min(times) > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel("time to ticket (s)")
+        ax.set_ylabel("top-1 %")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", ncols=2)
+    fig.savefig(path)
+
+
+# -- report ---------------------------------------------------------------------------
+
+
+def _run_label(row: dict[str, Any]) -> list[str]:
+    cfg = row.get("config") or {}
+    sp = _num(cfg.get("sparsity"))
+    return [
+        str(row.get("config_hash") or DASH),
+        str(cfg.get("arch", DASH)),
+        str(cfg.get("dataset", DASH)),
+        str(cfg.get("method", DASH)),
+        DASH if sp is None else f"{sp * 100:g}%",
+        str(cfg.get("seed", DASH)),
+    ]
+
+
+def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
+    """Write ``report.md`` and the three PNG plots into ``out_dir``; return the markdown path."""
+    rows = list(rows)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = matrix_table(rows)
+    _plot_accuracy_vs_sparsity(table, out / PLOT_FILES["accuracy_vs_sparsity"])
+    _plot_energy(table, out / PLOT_FILES["energy"])
+    _plot_accuracy_vs_time(table, out / PLOT_FILES["accuracy_vs_time_to_ticket"])
+
+    counts = Counter(r.get("status", "done") for r in rows)
+    cols = matrix_columns(table, reference=True)
+    headers, cells = format_matrix(table, reference=True)
+    parts = [
+        "# spikingjelly-lt benchmark report",
+        "",
+        (
+            f"{len(rows)} runs: {counts['done']} done, {counts['failed']} failed, "
+            f"{counts['running']} running or interrupted."
+        ),
+        "",
+        "## Matrix",
+        "",
+        _md_table(headers, cells, [c.numeric for c in cols]) if table else "_No results._",
+        "",
+        (
+            "Mean ± sample standard deviation over seeds, from done runs only. Sparsity is the "
+            "fraction of weights removed (target; achieved is counted from the weights that "
+            "run). saving × ANN / × SNN: the dense ANN's / SNN's energy divided by this "
+            "method's (the paper claims 8.92× and 1.86× for BinW-SLT). Paper top-1: "
+            "2311.12060 Table 1 (ResNet-19, T=4) and Kim et al. ECCV'22 (IMP, T=5, 300 epochs)."
+        ),
+        "",
+        "## Plots",
+        "",
+        f"![Accuracy vs sparsity]({PLOT_FILES['accuracy_vs_sparsity']})",
+        "",
+        f"![Energy per image, log scale, ratio to the ANN on each bar]({PLOT_FILES['energy']})",
+        "",
+        f"![Accuracy vs time to ticket]({PLOT_FILES['accuracy_vs_time_to_ticket']})",
+        "",
+    ]
+    run_headers = ["hash", "arch", "dataset", "method", "sparsity", "seed"]
+    failed = [r for r in rows if r.get("status") == "failed"]
+    if failed:
+        parts += ["## Failed runs", ""]
+        parts.append(
+            _md_table(
+                [*run_headers, "reason"],
+                [[*_run_label(r), _one_line(r.get("reason") or DASH, 500)] for r in failed],
+                [False] * (len(run_headers) + 1),
+            )
+        )
+        parts.append("")
+    running = [r for r in rows if r.get("status") == "running"]
+    if running:
+        parts += [
+            "## Not finished",
+            "",
+            "Still running, or interrupted (a resume reruns these).",
+            "",
+            _md_table(
+                [*run_headers, "started"],
+                [[*_run_label(r), str(r.get("started_at") or DASH)] for r in running],
+                [False] * (len(run_headers) + 1),
+            ),
+            "",
+        ]
+    path = out / "report.md"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    log.info("wrote report %s (%d matrix rows, %d runs)", path, len(table), len(rows))
+    return path

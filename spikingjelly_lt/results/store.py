@@ -1,0 +1,432 @@
+"""SQLite results store: one row per benchmark cell, keyed by the hash of its config.
+
+Every write is its own committed transaction in WAL mode, so a process killed mid-run
+keeps every cell it finished. A row left ``running`` by a dead process is simply not
+``done``: a resume reruns it. Files that are not ours (not SQLite, foreign tables, a
+newer schema) raise :class:`~spikingjelly_lt.errors.UsageError` and are never touched.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self, TextIO
+
+from spikingjelly_lt.errors import UsageError, check_choice
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "MergeStats",
+    "ResultStore",
+    "canonical_json",
+    "config_hash",
+    "merge",
+]
+
+log = logging.getLogger("spikingjelly_lt")
+
+SCHEMA_VERSION = 1
+STATUSES = ("running", "done", "failed")
+EXPORT_FORMATS = ("jsonl", "csv")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_BUSY_TIMEOUT_S = 60.0
+_COLUMNS = (
+    "config_hash",
+    "config",
+    "metrics",
+    "status",
+    "reason",
+    "started_at",
+    "finished_at",
+    "env",
+)
+_SCHEMA = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE results (
+    config_hash TEXT PRIMARY KEY,
+    config      TEXT NOT NULL,
+    metrics     TEXT,
+    status      TEXT NOT NULL CHECK (status IN {STATUSES!r}),
+    reason      TEXT,
+    started_at  TEXT,
+    finished_at TEXT,
+    env         TEXT
+);
+CREATE INDEX results_status ON results (status);
+INSERT INTO meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
+"""
+_STATUS_RANK = {"running": 0, "failed": 1, "done": 2}
+
+
+def _json_default(obj: Any) -> Any:
+    """Encode the non-JSON values a config or metrics dict tends to carry."""
+    if isinstance(obj, Path):
+        return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if hasattr(obj, "tolist"):  # numpy scalars/arrays, torch tensors
+        return obj.tolist()
+    raise TypeError(f"cannot store {type(obj).__name__} value {obj!r} as JSON")
+
+
+def canonical_json(obj: Any) -> str:
+    """Compact JSON with sorted keys: the same dict always gives the same text."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Stable cell id: the first 16 hex digits of sha256 of the config's canonical JSON."""
+    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()[:16]
+
+
+def _now() -> str:
+    """UTC timestamp, ISO 8601 with microseconds (sorts as text)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _decode_row(raw: sqlite3.Row | tuple) -> dict[str, Any]:
+    row = dict(zip(_COLUMNS, raw))
+    row["config"] = json.loads(row["config"])
+    for key in ("metrics", "env"):
+        row[key] = json.loads(row[key]) if row[key] else {}
+    return row
+
+
+def _row_key(raw: tuple) -> tuple:
+    """Total order for merging: done > failed > running, then newest, then content."""
+    row = dict(zip(_COLUMNS, raw))
+    return (
+        _STATUS_RANK.get(row["status"], -1),
+        row["finished_at"] or "",
+        row["started_at"] or "",
+        tuple("" if v is None else str(v) for v in raw),
+    )
+
+
+@dataclass(frozen=True)
+class MergeStats:
+    """What a merge did to the destination."""
+
+    added: int = 0
+    replaced: int = 0
+    kept: int = 0
+
+
+class ResultStore:
+    """One results file. ``create=False`` refuses a missing file instead of making one."""
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            if not create:
+                raise UsageError(f"{self.path}: no such results file")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif self.path.is_dir():
+            raise UsageError(f"{self.path}: is a directory, not a results file")
+        else:
+            self._check_header()
+        self._conn = self._connect(create)
+
+    # -- opening -----------------------------------------------------------------------
+
+    def _check_header(self) -> None:
+        try:
+            with self.path.open("rb") as fh:
+                head = fh.read(len(_SQLITE_MAGIC))
+        except OSError as exc:
+            raise UsageError(f"{self.path}: cannot read results file ({exc.strerror})") from None
+        if head and head != _SQLITE_MAGIC:
+            raise UsageError(f"{self.path}: not a results database (not an SQLite file)")
+
+    def _connect(self, create: bool) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise UsageError(f"{self.path}: cannot open results database ({exc})") from None
+        try:
+            self._init_schema(conn, create)
+        except UsageError:
+            conn.close()
+            raise
+        except sqlite3.OperationalError as exc:  # locked past the busy timeout, unreadable
+            conn.close()
+            raise UsageError(f"{self.path}: cannot open results database ({exc})") from None
+        except sqlite3.DatabaseError as exc:  # corrupt
+            conn.close()
+            raise UsageError(f"{self.path}: not a valid results database ({exc})") from None
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:  # e.g. a read-only file: reading still works
+            log.warning("%s: cannot switch to WAL journal mode (%s)", self.path, exc)
+        return conn
+
+    def _init_schema(self, conn: sqlite3.Connection, create: bool) -> None:
+        """Check our tables and version; create them only in a database with no tables."""
+        tables = self._tables(conn)
+        if not tables and not create:
+            raise UsageError(f"{self.path}: empty file, not a results database")
+        if not tables:
+            # IMMEDIATE serialises two processes creating the same new file.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if not self._tables(conn):
+                    for stmt in filter(str.strip, _SCHEMA.split(";")):
+                        conn.execute(stmt)
+                    log.debug("created results store %s (schema %d)", self.path, SCHEMA_VERSION)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            tables = self._tables(conn)
+        if not {"meta", "results"} <= tables:
+            raise UsageError(
+                f"{self.path}: SQLite file without a results schema "
+                f"(tables: {', '.join(sorted(tables))}); refusing to modify it"
+            )
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        try:
+            version = int(row[0]) if row else None
+        except (TypeError, ValueError):
+            version = None
+        if version is None:
+            raise UsageError(f"{self.path}: results database has no valid schema_version")
+        if version > SCHEMA_VERSION:
+            raise UsageError(
+                f"{self.path}: results schema version {version} is newer than this "
+                f"spikingjelly-lt supports ({SCHEMA_VERSION}); upgrade spikingjelly-lt"
+            )
+        if version < SCHEMA_VERSION:  # no older versions exist yet
+            raise UsageError(f"{self.path}: unknown results schema version {version}")
+
+    @staticmethod
+    def _tables(conn: sqlite3.Connection) -> set[str]:
+        rows = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One committed transaction (BEGIN IMMEDIATE waits on the busy timeout)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection (committed rows are already on disk)."""
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ResultStore({str(self.path)!r})"
+
+    # -- cell lifecycle ----------------------------------------------------------------
+
+    def begin(self, config: dict[str, Any], env: dict[str, Any] | None = None) -> str:
+        """Mark the cell ``running`` (replacing any earlier row for it); return its hash."""
+        h = config_hash(config)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO results (config_hash, config, metrics, status, reason, started_at,"
+                " finished_at, env) VALUES (?, ?, NULL, 'running', NULL, ?, NULL, ?)"
+                " ON CONFLICT (config_hash) DO UPDATE SET config = excluded.config,"
+                " metrics = NULL, status = 'running', reason = NULL,"
+                " started_at = excluded.started_at, finished_at = NULL, env = excluded.env",
+                (h, canonical_json(config), _now(), canonical_json(env or {})),
+            )
+        log.debug("cell %s running", h)
+        return h
+
+    def finish(self, h: str, metrics: dict[str, Any]) -> None:
+        """Mark the cell ``done`` with its metrics."""
+        self._end(h, "done", metrics, None)
+
+    def fail(self, h: str, reason: str, metrics: dict[str, Any] | None = None) -> None:
+        """Mark the cell ``failed`` with a reason (and whatever metrics it got)."""
+        self._end(h, "failed", metrics, reason)
+
+    def _end(self, h: str, status: str, metrics: dict[str, Any] | None, reason: str | None) -> None:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE results SET status = ?, metrics = ?, reason = ?, finished_at = ?"
+                " WHERE config_hash = ?",
+                (status, None if metrics is None else canonical_json(metrics), reason, _now(), h),
+            )
+            if cur.rowcount != 1:
+                raise KeyError(f"no cell {h!r} in {self.path}; call begin() first")
+        log.debug("cell %s %s", h, status)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def status(self, h: str) -> str | None:
+        """``'running'``, ``'done'``, ``'failed'``, or None for an unknown cell."""
+        row = self._conn.execute(
+            "SELECT status FROM results WHERE config_hash = ?", (h,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def is_done(self, config_or_hash: dict[str, Any] | str) -> bool:
+        """True only for a finished cell; ``running`` rows (maybe from a dead run) are not."""
+        h = config_or_hash if isinstance(config_or_hash, str) else config_hash(config_or_hash)
+        return self.status(h) == "done"
+
+    def get(self, h: str) -> dict[str, Any] | None:
+        """The decoded row (config, metrics and env as dicts), or None."""
+        row = self._conn.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM results WHERE config_hash = ?", (h,)
+        ).fetchone()
+        return _decode_row(row) if row else None
+
+    def rows(self, status: str | None = None) -> list[dict[str, Any]]:
+        """All decoded rows (optionally one status), oldest first."""
+        return [_decode_row(r) for r in self._raw_rows(status)]
+
+    def _raw_rows(self, status: str | None = None) -> list[tuple]:
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM results"
+        args: tuple = ()
+        if status is not None:
+            check_choice("status", status, STATUSES)
+            sql += " WHERE status = ?"
+            args = (status,)
+        return self._conn.execute(sql + " ORDER BY started_at, config_hash", args).fetchall()
+
+    def count(self, status: str | None = None) -> int:
+        """Number of rows (optionally of one status)."""
+        if status is None:
+            return self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        check_choice("status", status, STATUSES)
+        sql = "SELECT COUNT(*) FROM results WHERE status = ?"
+        return self._conn.execute(sql, (status,)).fetchone()[0]
+
+    # -- export / merge ----------------------------------------------------------------
+
+    def export(self, fmt: str, out: str | os.PathLike[str] | TextIO) -> None:
+        """Write all rows as ``jsonl`` (one object a line) or ``csv`` (flattened columns).
+
+        ``out`` is a path or an open text stream. CSV columns are the row fields, then
+        ``config.*``, ``metrics.*`` and ``env.*``; nested values are JSON strings.
+        """
+        check_choice("export format", fmt, EXPORT_FORMATS)
+        rows = self.rows()
+        if isinstance(out, (str, os.PathLike)):
+            with open(out, "w", newline="", encoding="utf-8") as fh:
+                _EXPORTERS[fmt](rows, fh)
+        else:
+            _EXPORTERS[fmt](rows, out)
+
+    def _merge_raw(self, raw_rows: Sequence[tuple]) -> MergeStats:
+        """Keep, per hash, the best of the existing row and the incoming ones."""
+        added = replaced = kept = 0
+        sql_get = f"SELECT {', '.join(_COLUMNS)} FROM results WHERE config_hash = ?"
+        sql_put = (
+            f"INSERT OR REPLACE INTO results ({', '.join(_COLUMNS)})"
+            f" VALUES ({', '.join('?' * len(_COLUMNS))})"
+        )
+        with self._write() as conn:
+            for raw in raw_rows:
+                raw = tuple(raw)
+                cur = conn.execute(sql_get, (raw[0],)).fetchone()
+                if cur is None:
+                    added += 1
+                elif _row_key(raw) > _row_key(tuple(cur)):
+                    replaced += 1
+                else:
+                    kept += 1
+                    continue
+                conn.execute(sql_put, raw)
+        return MergeStats(added, replaced, kept)
+
+
+def _plain(value: Any) -> Any:
+    """Non-finite floats become None so exported JSON stays strict."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _export_jsonl(rows: list[dict[str, Any]], fh: TextIO) -> None:
+    fh.writelines(json.dumps(_plain(row), sort_keys=True, allow_nan=False) + "\n" for row in rows)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _export_csv(rows: list[dict[str, Any]], fh: TextIO) -> None:
+    fixed = [c for c in _COLUMNS if c not in ("config", "metrics", "env")]
+    nested = {g: sorted({k for r in rows for k in r[g]}) for g in ("config", "metrics", "env")}
+    header = fixed + [f"{g}.{k}" for g, keys in nested.items() for k in keys]
+    writer = csv.writer(fh, lineterminator="\n")
+    writer.writerow(header)
+    for r in rows:
+        line = [_cell(r[c]) for c in fixed]
+        line += [_cell(r[g].get(k)) for g, keys in nested.items() for k in keys]
+        writer.writerow(line)
+
+
+_EXPORTERS = {"jsonl": _export_jsonl, "csv": _export_csv}
+
+
+def merge(sources: Sequence[str | os.PathLike[str]], dest: str | os.PathLike[str]) -> MergeStats:
+    """Merge results files into ``dest`` (created if missing).
+
+    Per config hash the winner is: a ``done`` row over ``failed`` over ``running``, then
+    the newest (``finished_at``, then ``started_at``); ties break on row content, so the
+    result does not depend on source order and merging again changes nothing.
+    """
+    total = MergeStats()
+    with ResultStore(dest) as out:
+        for src in sources:
+            src_path = Path(src)
+            if src_path.exists() and out.path.exists() and src_path.samefile(out.path):
+                log.debug("merge: skipping %s (it is the destination)", src_path)
+                continue
+            with ResultStore(src_path, create=False) as store:
+                raw = store._raw_rows()
+            stats = out._merge_raw(raw)
+            log.info(
+                "merged %s into %s: %d added, %d replaced, %d kept",
+                src_path,
+                out.path,
+                stats.added,
+                stats.replaced,
+                stats.kept,
+            )
+            total = MergeStats(
+                total.added + stats.added,
+                total.replaced + stats.replaced,
+                total.kept + stats.kept,
+            )
+    return total

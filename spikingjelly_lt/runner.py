@@ -1,0 +1,103 @@
+"""Run a list of cells against a results store: resume, failures, checkpoints.
+
+A cell already ``done`` in the store is skipped (``rerun`` forces it). Each cell is
+committed on its own, so a killed matrix keeps every finished cell; the interrupted
+cell continues from its last epoch checkpoint. A failing cell is recorded as
+``failed`` with its reason and the matrix goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .results.store import ResultStore, config_hash
+from .training.config import CellConfig
+from .training.metrics import environment
+from .training.trainer import CellFailed, run_cell
+
+__all__ = ["run_matrix", "resolve_device", "CellOutcome"]
+
+log = logging.getLogger("spikingjelly_lt")
+
+
+@dataclass
+class CellOutcome:
+    config: CellConfig
+    hash: str
+    status: str  # done | failed | skipped
+    metrics: dict | None = None
+    reason: str | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    from .errors import UsageError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} requested but CUDA is not available; valid: auto, cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
+
+
+def _snn_energy(store: ResultStore, cell: CellConfig) -> float | None:
+    """The done dense SNN of the same setting, priced under this cell's cost model."""
+    if cell.method == "snn":
+        return None
+    ref = replace(cell, method="snn").normalized()
+    row = store.get(config_hash(ref.to_dict()))
+    if not row or row["status"] != "done":
+        return None
+    return (row["metrics"].get("energy_by_model") or {}).get(cell.energy_model)
+
+
+def run_matrix(
+    cells: list[CellConfig],
+    store: ResultStore,
+    *,
+    data_dir: str | None = None,
+    device: torch.device,
+    checkpoint_dir: Path,
+    rerun: bool = False,
+    progress=None,
+    env_extra: dict | None = None,
+) -> list[CellOutcome]:
+    """Run every cell not yet done; returns one outcome per cell, in order."""
+    outcomes = []
+    env = {**environment(device), **(env_extra or {})}
+    for index, cell in enumerate(cells):
+        config = cell.to_dict()
+        h = config_hash(config)
+        if not rerun and store.is_done(h):
+            row = store.get(h)
+            outcomes.append(CellOutcome(cell, h, "skipped", row["metrics"]))
+            if progress:
+                progress("skip", index=index, total=len(cells), config=config)
+            continue
+        store.begin(config, env)
+        ckpt = checkpoint_dir / f"{h}.pt"
+        if rerun and ckpt.exists():
+            ckpt.unlink()
+        try:
+            metrics = run_cell(
+                cell,
+                data_dir=data_dir,
+                device=device,
+                checkpoint=ckpt,
+                snn_energy_pj=_snn_energy(store, cell),
+                progress=(lambda event, _i=index, **info: progress(event, index=_i, total=len(cells), **info)) if progress else None,
+            )
+        except CellFailed as exc:
+            log.error("cell %s (%s) failed: %s", cell.method, h, exc)
+            store.fail(h, str(exc))
+            outcomes.append(CellOutcome(cell, h, "failed", reason=str(exc)))
+            continue
+        store.finish(h, metrics)
+        outcomes.append(CellOutcome(cell, h, "done", metrics))
+    return outcomes

@@ -1,0 +1,139 @@
+"""Measurements of a trained cell: firing rates, storage bits, environment."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .._sj import base
+from ..pruners.common import effective_weight, prunable_layers
+
+__all__ = ["FiringRateMonitor", "model_storage", "environment"]
+
+
+def _spiking_nodes(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, base.MemoryModule) and hasattr(m, "v_threshold")
+    ]
+
+
+class FiringRateMonitor:
+    """Mean output firing rate of every spiking neuron layer over the passes inside it."""
+
+    def __init__(self, model: nn.Module):
+        self.nodes = _spiking_nodes(model)
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+        self._handles: list = []
+
+    def __enter__(self) -> FiringRateMonitor:
+        for name, module in self.nodes:
+            self._handles.append(module.register_forward_hook(self._hook(name)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _hook(self, name: str):
+        def hook(module, args, out):
+            s = out.detach().sum()
+            self._sums[name] = self._sums[name] + s if name in self._sums else s
+            self._counts[name] = self._counts.get(name, 0) + out.numel()
+
+        return hook
+
+    def rates(self) -> dict[str, float]:
+        return {n: float(self._sums[n]) / self._counts[n] for n in self._sums}
+
+    def mean_rate(self) -> float | None:
+        total = sum(self._counts.values())
+        return float(sum(float(s) for s in self._sums.values())) / total if total else None
+
+
+def model_storage(model: nn.Module, weights: str, from_seed: bool = False) -> dict:
+    """Bits needed to ship the weights that run, and bits per running weight.
+
+    fp32 layers: 32 bits per kept weight, plus 1 mask bit per weight when pruned.
+    binary layers: 1 sign bit per weight, plus 1 mask bit when pruned, plus a 32-bit
+    alpha (sign bits are dropped when the frozen weights regrow from the seed).
+    Every other parameter and buffer that the forward pass uses (BN, biases) is 32 bits.
+    """
+    bits = 0
+    counted: set[int] = set()
+    weight_numel = 0
+    for _, module in prunable_layers(model):
+        w = effective_weight(module)
+        numel, kept = w.numel(), int(torch.count_nonzero(w))
+        weight_numel += numel
+        pruned = kept < numel
+        is_param = parametrize.is_parametrized(module, "weight")
+        if weights == "binary" and is_param:
+            bits += (0 if from_seed else numel) + (numel if pruned else 0) + 32
+        else:
+            bits += 32 * kept + (numel if pruned else 0)
+        if is_param:
+            counted.update(id(t) for t in module.parametrizations.weight.parameters())
+            counted.add(id(module.parametrizations.weight.original))
+        for name in ("weight", "weight_orig", "weight_mask"):
+            t = getattr(module, name, None)
+            if isinstance(t, torch.Tensor):
+                counted.add(id(t))
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) not in counted and t.dtype.is_floating_point:
+            bits += 32 * t.numel()
+    return {"model_bytes": bits // 8, "weight_bits": 1 if weights == "binary" else 32, "weights": weight_numel}
+
+
+def _commit() -> str:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment(device: torch.device) -> dict:
+    """Versions, device and commit recorded with every result."""
+    import importlib.metadata as md
+
+    def version(dist: str) -> str:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return "unknown"
+
+    return {
+        "torch": torch.__version__,
+        "spikingjelly": version("spikingjelly"),
+        "spikingjelly_lt": version("spikingjelly-lt"),
+        "python": platform.python_version(),
+        "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "host_cpus": os.cpu_count(),
+        "commit": _commit(),
+    }
+
+
+@contextmanager
+def evaluating(model: nn.Module):
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was)

@@ -1,0 +1,168 @@
+"""The report: aggregated matrix, markdown page and the three PNG plots."""
+
+from __future__ import annotations
+
+import pytest
+
+from spikingjelly_lt.results.report import (
+    DASH,
+    PLOT_FILES,
+    build_report,
+    format_matrix,
+    matrix_table,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def row(method, target, seed, status="done", reason=None, **metrics):
+    cfg = {
+        "arch": "resnet19",
+        "dataset": "cifar10",
+        "method": method,
+        "sparsity": target,
+        "seed": seed,
+        "timesteps": 4,
+        "epochs": 2,
+        "width": 0.25,
+    }
+    return {
+        "config_hash": f"{method}-{target}-{seed}",
+        "config": cfg,
+        "metrics": metrics,
+        "status": status,
+        "reason": reason,
+        "started_at": "2024-01-01T00:00:00+00:00",
+        "finished_at": None,
+        "env": {},
+    }
+
+
+@pytest.fixture
+def rows():
+    return [
+        row(
+            "ann",
+            0.0,
+            0,
+            top1=0.90,
+            sparsity=0.0,
+            energy_pj=4.6e8,
+            energy_x_ann=1.0,
+            energy_x_snn=4.8,
+            weight_bits=32,
+            time_to_ticket_s=100.0,
+        ),
+        row(
+            "ann",
+            0.0,
+            1,
+            top1=0.92,
+            sparsity=0.0,
+            energy_pj=4.6e8,
+            energy_x_ann=1.0,
+            energy_x_snn=4.8,
+            weight_bits=32,
+            time_to_ticket_s=110.0,
+        ),
+        row(
+            "snn",
+            0.0,
+            0,
+            top1=0.8812,
+            sparsity=0.0,
+            energy_pj=9.6e7,
+            energy_x_ann=4.79,
+            energy_x_snn=1.0,
+            mean_firing_rate=0.1234,
+            weight_bits=32,
+            time_to_ticket_s=200.0,
+        ),
+        row(
+            "binw-slt",
+            0.5,
+            0,
+            top1=0.8765,
+            sparsity=0.4999,
+            energy_pj=5.157e7,
+            energy_x_ann=8.92,
+            energy_x_snn=0.5372,
+            mean_firing_rate=0.1111,
+            weight_bits=1,
+            time_to_ticket_s=150.0,
+        ),
+        # energy model not there yet: None and missing metrics render as a dash
+        row("slt", 0.5, 0, top1=0.85, sparsity=0.5, energy_pj=None, time_to_ticket_s=None),
+        row("snn-imp", 0.9, 0, status="failed", reason="CUDA out of memory | at round 2"),
+        row("snn-imp", 0.9, 1, status="running"),
+    ]
+
+
+def test_matrix_table_aggregates_seeds(rows):
+    table = matrix_table(rows)
+    assert [e["method"] for e in table] == ["ann", "snn", "snn-imp", "slt", "binw-slt"]
+    ann = table[0]
+    assert ann["seeds"] == [0, 1] and ann["n_done"] == 2
+    assert ann["top1"] == pytest.approx(0.91)
+    assert ann["top1_std"] == pytest.approx(0.0141421356)  # sample std of 0.90, 0.92
+    assert ann["sparsity"] == 0.0 and ann["achieved_sparsity"] == 0.0
+    assert ann["ref_top1"] == 92.05
+    imp = table[2]
+    assert imp["top1"] is None and imp["status"] == "1 failed, 1 running"
+    assert table[-1]["ref_top1"] == 91.82 and table[-1]["status"] == "done"
+    headers, cells = format_matrix(table)
+    assert "setting" not in headers  # every cell has the same T / epochs / width
+    by_method = {c[headers.index("method")]: dict(zip(headers, c)) for c in cells}
+    assert by_method["ann"]["top-1 %"] == "91.00 ± 1.41"
+    assert by_method["binw-slt"]["saving × ANN"] == "8.92×"
+    assert by_method["slt"]["energy pJ/img"] == DASH
+    assert by_method["snn-imp"]["top-1 %"] == DASH
+
+
+def test_matrix_setting_column_when_configs_differ(rows):
+    extra = row("snn", 0.0, 0, top1=0.5)
+    extra["config"]["timesteps"] = 2
+    headers, cells = format_matrix(matrix_table([*rows, extra]))
+    settings = {c[headers.index("setting")] for c in cells}
+    assert {"timesteps=2", "timesteps=4"} <= settings
+
+
+def test_build_report_writes_pngs_and_markdown(rows, tmp_path):
+    md_path = build_report(rows, tmp_path / "out")
+    assert md_path == tmp_path / "out" / "report.md"
+    for name in PLOT_FILES.values():
+        data = (tmp_path / "out" / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
+    md = md_path.read_text()
+    for name in PLOT_FILES.values():
+        assert f"]({name})" in md
+    for text in (
+        "91.00 ± 1.41",
+        "88.12",
+        "87.65",
+        "50.0",
+        "5.16e+07",
+        "8.92×",
+        "0.537×",
+        "0.123",
+        "0.111",
+        "150.0",
+        "4.6e+08",
+        "92.05",
+        "7 runs: 5 done, 1 failed, 1 running",
+    ):
+        assert text in md, text
+    assert "## Failed runs" in md and "CUDA out of memory \\| at round 2" in md
+    assert "## Not finished" in md and "snn-imp-0.9-1" in md
+
+
+def test_build_report_with_no_energy_or_no_rows(tmp_path):
+    bare = [row("slt", 0.5, 0, top1=0.5), row("binw-slt", 0.5, 0, status="failed", reason="x")]
+    bare.append(row("slt", 0.5, 0, top1=0.6))
+    bare[-1]["config"]["epochs"] = 5
+    md = build_report(bare, tmp_path / "a").read_text()
+    assert DASH in md and "epochs=5" in md
+    for name in PLOT_FILES.values():
+        assert (tmp_path / "a" / name).read_bytes().startswith(PNG_SIGNATURE)
+    md = build_report([], tmp_path / "b").read_text()
+    assert "_No results._" in md and (tmp_path / "b" / PLOT_FILES["energy"]).exists()
