@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from rich.markup import escape
+
 from .app import app, err_console
 
 __all__ = ["app", "main", "err_console"]
@@ -27,5 +29,5 @@ def main() -> None:
     try:
         app()
     except UsageError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -60,8 +60,11 @@ def _lif_forward(
     Returns ``(spikes, u_final, -H sequence or None, -V sequence or None)``.
     """
     T = x_seq.shape[0]
-    spikes = torch.empty(x_seq.shape, dtype=x_seq.dtype, device=x_seq.device)
-    nh_seq = torch.empty_like(spikes) if keep_h else None
+    # spikes and -H share one allocation (they die together at backward).
+    shape = (2 if keep_h else 1, *x_seq.shape)
+    buf = torch.empty(shape, dtype=x_seq.dtype, device=x_seq.device)
+    spikes = buf[0]
+    nh_seq = buf[1] if keep_h else None
     scratch = None if keep_h else torch.empty_like(u)
     nu_seq = torch.empty_like(spikes) if store_v_seq else None
     tau_t = torch.tensor(tau, dtype=x_seq.dtype, device=x_seq.device)
@@ -88,8 +91,8 @@ def _lif_forward(
     return spikes, u, nh_seq, nu_seq
 
 
-def _surrogate_grad(w: torch.Tensor, kind: int, alpha: float) -> torch.Tensor:
-    """Surrogate derivative at ``H - V_th = -w`` (both kinds are even in ``w``); overwrites ``w``."""
+def _surrogate_grad_(w: torch.Tensor, kind: int, alpha: float) -> torch.Tensor:
+    """Surrogate derivative at ``H - V_th = -w`` (both kinds are even in ``w``), in place on ``w``."""
     if kind == _ATAN:  # alpha / 2 / (1 + (pi/2 alpha x)^2)
         c2 = (math.pi / 2 * alpha) ** 2
         return w.mul_(w).mul_(c2 * 2.0 / alpha).add_(2.0 / alpha).reciprocal_()
@@ -132,34 +135,53 @@ class _FastLIF(torch.autograd.Function):
         tau, decay_input, thr, v_reset, detach_reset, kind, alpha = ctx.cfg
         T = nh.shape[0]
         k = 1.0 - 1.0 / tau  # dH[t+1]/dV[t], both decay_input modes
-        need_sg = g_spike is not None or not detach_reset
-        sg = _surrogate_grad(nh + thr, kind, alpha) if need_sg else None
-        # R[t] = dV[t]/dH[t]; None means 1.
-        if v_reset is None:
-            R = None if detach_reset else torch.mul(sg, -thr).add_(1.0)
+        scale = 1.0 / tau if decay_input else 1.0  # dH[t]/dX[t], folded into B
+        # One allocation: G[:T] = B = scale * dL/dH = dL/dX (returned), G[T] = per-step scratch.
+        G = torch.empty((T + 1, *nh.shape[1:]), dtype=nh.dtype, device=nh.device)
+        B, scratch = G[:T], G[T]
+        R = None  # dense dV[t]/dH[t] (only without detach_reset)
+        if kind == _ATAN and detach_reset and g_spike is not None:
+            # B = scale * g * alpha/2 / (1 + c^2 w^2) = g / (a0 + a2 w^2): 3 passes.
+            a0 = 2.0 / alpha / scale
+            a2 = (math.pi / 2 * alpha) ** 2 * a0
+            torch.add(nh, thr, out=B)
+            torch.addcmul(torch.tensor(a0, dtype=B.dtype), B, B, value=a2, out=B)
+            torch.div(g_spike, B, out=B)
+        elif g_spike is not None or not detach_reset:
+            sg = _surrogate_grad_(torch.add(nh, thr, out=B), kind, alpha)
+            if not detach_reset:
+                if v_reset is None:  # 1 - V_th * sg
+                    R = torch.mul(sg, -thr).add_(1.0)
+                else:  # (1 - S) + (V_reset - H) * sg
+                    R = torch.gt(nh, -thr, out=torch.empty_like(nh)).addcmul_(nh + v_reset, sg)
+            if g_spike is not None:
+                B.mul_(g_spike)
+            else:
+                B.zero_()
+            if scale != 1.0:
+                B.mul_(scale)
         else:
-            R = torch.gt(nh, -thr, out=torch.empty_like(nh))  # 1 - S (bool->float .to is slow)
-            if not detach_reset:  # + (V_reset - H) * sg
-                R.addcmul_(nh + v_reset, sg)
-        # A[t] = direct gradient into H[t]; turned into dL/dH[t] in place (sg is free now).
-        A = sg.mul_(g_spike) if g_spike is not None else torch.zeros_like(nh)
-        if g_vseq is not None:
-            if R is None:
-                A.add_(g_vseq)
+            B.zero_()
+        mask_reset = v_reset is not None and detach_reset  # dV/dH = 1 - S, rebuilt per step
+        for t in range(T - 1, -1, -1):
+            terms = [(B[t + 1], k)] if t < T - 1 else []
+            if g_vseq is not None:
+                terms.append((g_vseq[t], scale))
+            if g_v is not None and t == T - 1:
+                terms.append((g_v, scale))
+            if not terms:
+                continue
+            if mask_reset:
+                Rt = torch.gt(nh[t], -thr, out=scratch)
             else:
-                A.addcmul_(g_vseq, R)
-        if g_v is not None:
-            if R is None:
-                A[T - 1].add_(g_v)
-            else:
-                A[T - 1].addcmul_(g_v, R[T - 1])
-        for t in range(T - 2, -1, -1):
-            if R is None:
-                A[t].add_(A[t + 1], alpha=k)
-            else:
-                A[t].addcmul_(A[t + 1], R[t], value=k)
-        g_v0 = A[0] * k if ctx.needs_input_grad[1] else None
-        g_x = (A.div_(tau) if decay_input else A) if ctx.needs_input_grad[0] else None
+                Rt = None if R is None else R[t]
+            for grad, c in terms:
+                if Rt is None:
+                    B[t].add_(grad, alpha=c)
+                else:
+                    B[t].addcmul_(grad, Rt, value=c)
+        g_v0 = B[0] * (k / scale) if ctx.needs_input_grad[1] else None
+        g_x = B if ctx.needs_input_grad[0] else None
         return g_x, g_v0, None, None, None, None, None, None, None, None
 
 

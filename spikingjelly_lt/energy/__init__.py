@@ -1,0 +1,46 @@
+"""Energy: per-layer MAC/AC counts from one eval pass, priced by pluggable cost models.
+
+``count_energy(model, batches, "horowitz45")`` runs one eval pass and returns an
+``EnergyReport`` (per image); ``EnergyCounter`` does the same around the trainer's own
+eval loop; ``energy_under`` re-prices a report under another cost model; ``ratios``
+gives the savings versus an ANN and an SNN baseline. Counting rules: ``counter``;
+cost models: ``cost_models``; the op_counter cross-check: ``sj_adapter``.
+"""
+
+from .cost_models import (
+    BUILTIN_MODELS,
+    HOROWITZ45,
+    HOROWITZ45_INT,
+    HOROWITZ45_INT_MEM,
+    HOROWITZ45_MEM,
+    CostModel,
+)
+from .counter import (
+    EnergyCounter,
+    EnergyReport,
+    LayerEnergy,
+    count_energy,
+    energy_ratio,
+    energy_under,
+    ratios,
+    resolve_cost_model,
+    weight_stats,
+)
+
+__all__ = [
+    "CostModel",
+    "BUILTIN_MODELS",
+    "HOROWITZ45",
+    "HOROWITZ45_INT",
+    "HOROWITZ45_MEM",
+    "HOROWITZ45_INT_MEM",
+    "EnergyCounter",
+    "EnergyReport",
+    "LayerEnergy",
+    "count_energy",
+    "energy_under",
+    "energy_ratio",
+    "ratios",
+    "resolve_cost_model",
+    "weight_stats",
+]
