@@ -16,6 +16,7 @@ import torch
 
 from .results.store import ResultStore, config_hash
 from .training.config import CellConfig
+from .training.distributed import dist_info, is_main
 from .training.metrics import environment
 from .training.trainer import CellFailed, run_cell
 
@@ -37,7 +38,9 @@ def resolve_device(name: str) -> torch.device:
     from .errors import UsageError
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda", dist_info().local_rank)
+        return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"device {name!r} requested but CUDA is not available; valid: auto, cpu")
     try:
@@ -70,7 +73,8 @@ def run_matrix(
 ) -> list[CellOutcome]:
     """Run every cell not yet done; returns one outcome per cell, in order."""
     outcomes = []
-    env = {**environment(device), **(env_extra or {})}
+    env = {**environment(device), "world_size": dist_info().world, **(env_extra or {})}
+    main = is_main()  # under torchrun only rank 0 writes results
     for index, cell in enumerate(cells):
         config = cell.to_dict()
         h = config_hash(config)
@@ -80,9 +84,10 @@ def run_matrix(
             if progress:
                 progress("skip", index=index, total=len(cells), config=config)
             continue
-        store.begin(config, env)
+        if main:
+            store.begin(config, env)
         ckpt = checkpoint_dir / f"{h}.pt"
-        if rerun and ckpt.exists():
+        if rerun and main and ckpt.exists():
             ckpt.unlink()
         try:
             metrics = run_cell(
@@ -95,9 +100,11 @@ def run_matrix(
             )
         except CellFailed as exc:
             log.error("cell %s (%s) failed: %s", cell.method, h, exc)
-            store.fail(h, str(exc))
+            if main:
+                store.fail(h, str(exc))
             outcomes.append(CellOutcome(cell, h, "failed", reason=str(exc)))
             continue
-        store.finish(h, metrics)
+        if main:
+            store.finish(h, metrics)
         outcomes.append(CellOutcome(cell, h, "done", metrics))
     return outcomes

@@ -42,7 +42,15 @@ class _ConsoleHandler(logging.Handler):
 
 
 def setup_logging(verbose: bool = False) -> None:
+    """Log to stderr; under torchrun only rank 0 speaks (other ranks: errors only)."""
+    import os
+
     logger = logging.getLogger("spikingjelly_lt")
+    if int(os.environ.get("RANK", "0")) != 0:
+        logger.setLevel(logging.ERROR)
+        err_console.quiet = True
+        out_console.quiet = True
+        return
     if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
         logger.addHandler(_ConsoleHandler())
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -91,6 +91,10 @@ def bench_command(
     with matrix_progress(len(cells)) as progress:
         outcomes = run_matrix(cells, store, data_dir=data_dir, device=dev, checkpoint_dir=Path(f"{results}.ckpt"),
                               rerun=rerun, progress=progress, env_extra={"profile": prof.name})
+    from ..training.distributed import is_main
+
+    if not is_main():
+        return
     hashes = {o.hash for o in outcomes}
     rows = [r for r in store.rows() if r["config_hash"] in hashes]
     if report:

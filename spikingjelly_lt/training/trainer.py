@@ -25,12 +25,13 @@ from ..data import load_dataset, make_loader
 from ..energy.counter import EnergyCounter, count_energy, energy_under
 from ..methods import get_method
 from ..pruners import imp as imp_ops
-from ..pruners.common import prunable_layers, sparsity_report
+from ..pruners.common import effective_weight, prunable_layers, sparsity_report
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import CellConfig
+from .distributed import broadcast_buffers, broadcast_masks, init_distributed, make_sampler, wrap_ddp
 from .metrics import FiringRateMonitor, evaluating, model_storage
 
-__all__ = ["run_cell", "CellFailed", "Progress", "build_cell_model", "evaluate"]
+__all__ = ["run_cell", "CellFailed", "Progress", "build_cell_model", "evaluate", "mask_digest"]
 
 log = logging.getLogger("spikingjelly_lt")
 
@@ -110,6 +111,18 @@ def evaluate(model: nn.Module, loader, device: torch.device, energy_model: str |
     }
 
 
+def mask_digest(model: nn.Module) -> str:
+    """sha256 (16 hex) over every layer's running-weight mask: identical tickets, identical digest."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, module in prunable_layers(model):
+        w = effective_weight(module)
+        h.update(name.encode())
+        h.update((w != 0).cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def _apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
     modules = dict(model.named_modules())
     for name, mask in masks.items():
@@ -128,24 +141,29 @@ def run_cell(
     checkpoint: str | Path | None = None,
     progress: Progress | None = None,
     snn_energy_pj: float | None = None,
-    sampler_factory: Callable | None = None,
 ) -> dict:
     """Train and measure one cell; returns its metrics dict (design 2.4).
 
     ``checkpoint``: where to keep the epoch-end checkpoint; if it exists for the same
     config, training continues from it. ``snn_energy_pj``: the dense SNN's energy for
     the same arch/data (same cost model), to report the saving ``x SNN``.
+
+    Under torchrun each rank trains on ``batch_size / world`` images of every global
+    batch; only rank 0 reports progress and writes the checkpoint.
     """
-    progress = progress or _noop
     cfg = cfg.validate().normalized()
     device = torch.device(device)
+    ddp = init_distributed(device)
+    progress = (progress or _noop) if ddp.rank == 0 else _noop
+    if cfg.batch_size % ddp.world:
+        raise CellFailed(f"batch size {cfg.batch_size} is not divisible by the {ddp.world} processes")
     method = get_method(cfg.method)
     pruner = plugins.lookup("pruners", method.search)
     iterative = getattr(pruner, "search", None) == "imp"
     rounds = cfg.imp_rounds if iterative else 0
     bundle = load_dataset(cfg.dataset, data_dir, limit_train=cfg.limit_train, limit_test=cfg.limit_test)
-    train_loader = make_loader(bundle, "train", cfg.batch_size, seed=cfg.seed, drop_last=True,
-                               **({"sampler": sampler_factory(bundle)} if sampler_factory else {}))
+    train_loader = make_loader(bundle, "train", cfg.batch_size // ddp.world, seed=cfg.seed, drop_last=True,
+                               sampler=make_sampler(len(bundle.train_y), cfg.seed))
     test_loader = make_loader(bundle, "test", 256)
     if len(train_loader) == 0:
         raise CellFailed(f"batch size {cfg.batch_size} exceeds the {bundle.train_x.shape[0]} training images")
@@ -167,6 +185,8 @@ def run_cell(
         state.update({k: ck[k] for k in ("round", "epoch", "elapsed", "images", "rewind", "history")})
         log.info("resuming %s from round %d epoch %d", cfg.method, state["round"], state["epoch"])
     spiking = model.timesteps is not None
+    train_model = wrap_ddp(model, device)
+    checkpoint = checkpoint if ddp.rank == 0 else None
     progress("start", config=cfg.to_dict(), rounds=rounds, epochs=cfg.epochs, steps=len(train_loader))
 
     while state["round"] <= rounds:
@@ -180,7 +200,7 @@ def run_cell(
             loss_sum, seen, correct = torch.zeros(()), 0, torch.zeros((), dtype=torch.long)
             for step, (x, y) in enumerate(train_loader):
                 x, y = x.to(device), y.to(device)
-                out = model(x)
+                out = train_model(x)
                 loss = nn.functional.cross_entropy(out, y)
                 if not torch.isfinite(loss):
                     raise CellFailed(f"non-finite loss ({loss.item()}) at round {state['round']} epoch {epoch + 1} step {step + 1}")
@@ -196,8 +216,9 @@ def run_cell(
                 progress("step", step=step + 1, steps=len(train_loader))
             dt = time.perf_counter() - t0
             state["elapsed"] += dt
-            state["images"] += seen
+            state["images"] += seen * ddp.world
             state["epoch"] = epoch + 1
+            broadcast_buffers(model)  # BN running stats: rank 0's on every rank
             row = {"round": state["round"], "epoch": epoch + 1, "loss": float(loss_sum) / seen,
                    "train_acc": float(correct) / seen, "images_per_s": seen / dt}
             state["history"].append(row)
@@ -211,7 +232,9 @@ def run_cell(
         if state["round"] == rounds:
             break
         imp_ops.prune_round(model, rate)  # prune p of the remaining weights, then rewind
+        broadcast_masks(model)
         imp_ops.rewind(model, state["rewind"])
+        train_model = wrap_ddp(model, device)  # new parameters (weight_orig) after pruning
         state["round"] += 1
         state["epoch"] = 0
         opt, sched = _optimizer(model, cfg, cfg.epochs * len(train_loader))
@@ -245,6 +268,7 @@ def run_cell(
             for layer in report.layers
         ],
         "spiking": spiking,
+        "mask_digest": mask_digest(model),
         "params": sum(p.numel() for p in model.parameters()),
     }
     for key, value in list(metrics.items()):
