@@ -37,7 +37,7 @@ PROFILES: dict[str, Profile] = {
             seeds=(0,),
             cell=dict(
                 width=0.25, timesteps=4, epochs=10, batch_size=64, lr=0.1, score_lr=0.1,
-                tau=2.0, v_threshold=1.0, fc_bn=True, learn_bn=True, imp_rounds=2, rewind_epoch=1,
+                tau=2.0, v_threshold=0.5, fc_bn=True, learn_bn=True, imp_rounds=1, rewind_epoch=1,
             ),
         ),
         Profile(
@@ -49,7 +49,7 @@ PROFILES: dict[str, Profile] = {
             seeds=(0,),
             cell=dict(
                 width=0.25, timesteps=4, epochs=3, batch_size=64, lr=0.1, score_lr=0.1,
-                tau=2.0, v_threshold=1.0, fc_bn=True, learn_bn=True, imp_rounds=1, rewind_epoch=1,
+                tau=2.0, v_threshold=0.5, fc_bn=True, learn_bn=True, imp_rounds=1, rewind_epoch=1,
                 limit_train=6000,
             ),
         ),

@@ -72,6 +72,14 @@ def test_bench_table_and_report(tmp_path, capsys, monkeypatch):
     assert slt["metrics"]["energy_x_snn"] == pytest.approx(snn["metrics"]["energy_pj"] / slt["metrics"]["energy_pj"])
     code, out, _ = run_cli(["results", "export", str(db), "--format", "csv"], capsys, monkeypatch)
     assert out.splitlines()[0].startswith("config_hash") and len(out.splitlines()) == 3
+    # sjlt energy on the slt checkpoint: same counts as the bench, x SNN from the SNN beside it
+    ckpt = Path(f"{db}.ckpt") / f"{slt['config_hash']}.pt"
+    code, out, err = run_cli(["energy", str(ckpt), "--json", "--images", "360"], capsys, monkeypatch)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["report"]["energy_pj"] == pytest.approx(slt["metrics"]["energy_pj"], rel=1e-6)
+    assert data["snn_reference"].endswith(f"{snn['config_hash']}.pt")
+    assert data["x_snn"] == pytest.approx(slt["metrics"]["energy_x_snn"], rel=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -46,8 +46,12 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4)
 
 
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """``float32`` ``(x - mean) / std``; ``uint8`` input is first scaled to [0, 1]."""
-    out = x.to(torch.float32)
+    """``float32`` ``(x - mean) / std``; ``uint8`` input is first scaled to [0, 1].
+
+    Always a new tensor: ``x`` may be a view of the data set (a float32 slice), which
+    in-place arithmetic would corrupt for every later pass.
+    """
+    out = x.to(torch.float32, copy=True)
     if x.dtype == torch.uint8:
         out = out.div_(255.0)
     return out.sub_(mean).div_(std)

@@ -31,7 +31,7 @@ from .config import CellConfig
 from .distributed import broadcast_buffers, broadcast_masks, init_distributed, make_sampler, wrap_ddp
 from .metrics import FiringRateMonitor, evaluating, model_storage
 
-__all__ = ["run_cell", "CellFailed", "Progress", "build_cell_model", "evaluate", "mask_digest"]
+__all__ = ["run_cell", "CellFailed", "Progress", "build_cell_model", "evaluate", "mask_digest", "load_trained"]
 
 log = logging.getLogger("spikingjelly_lt")
 
@@ -280,6 +280,17 @@ def run_cell(
             "config": cfg.to_dict(), "model": model.state_dict(), "masks": _masks(model),
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), **state, "finished": True})
     return metrics
+
+
+def load_trained(checkpoint: str | Path, data_dir: str | None = None):
+    """(config, data bundle, model) rebuilt from a trainer checkpoint, weights and masks loaded."""
+    ck = load_checkpoint(checkpoint)
+    cfg = CellConfig.from_dict(ck["config"])
+    bundle = load_dataset(cfg.dataset, data_dir, limit_train=cfg.limit_train, limit_test=cfg.limit_test)
+    model = build_cell_model(cfg, bundle)
+    _apply_masks(model, ck.get("masks") or {})
+    model.load_state_dict(ck["model"])
+    return cfg, bundle, model
 
 
 def _ann_reference_pj(cfg: CellConfig, bundle, test_loader) -> float:

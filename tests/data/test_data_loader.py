@@ -129,3 +129,16 @@ def test_limits_and_bad_arguments():
         make_loader(_bundle(augment=False), augment=True)
     with pytest.raises(UsageError, match="batch size"):
         make_loader(b, batch_size=0)
+
+
+def test_passes_never_modify_the_data_set():
+    """Regression: in-place normalization of a float32 slice corrupted the bundle."""
+    from spikingjelly_lt.data import load_digits_bundle, make_loader
+
+    bundle = load_digits_bundle()
+    before = bundle.test_x.clone()
+    loader = make_loader(bundle, "test", 100)
+    first = [x.clone() for x, _ in loader]
+    second = [x for x, _ in loader]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert torch.equal(bundle.test_x, before)
