@@ -97,5 +97,22 @@ def matrix_progress(total_cells: int):
         elif event == "done":
             progress.update(cells, advance=1, info=f"last top-1 {info['top1']:.3f}")
 
+    if not err_console.is_terminal:  # a log file or CI: plain lines instead of a live display
+        def plain(event: str, index: int = 0, total: int = 0, **info) -> None:
+            tag = f"[{index + 1}/{total}]"
+            if event == "skip":
+                err_console.print(f"{tag} {info['config']['method']} already done (resume)", highlight=False)
+            elif event == "start":
+                c = info["config"]
+                err_console.print(f"{tag} {c['method']} sparsity={c['sparsity']:g} seed={c['seed']}: "
+                                  f"{info['epochs']} epochs x {info['rounds'] + 1} round(s)", highlight=False)
+            elif event == "epoch":
+                err_console.print(f"{tag}   round {info['round']} epoch {info['epoch']} loss {info['loss']:.3f} "
+                                  f"acc {info['train_acc']:.3f} {info['images_per_s']:.0f} img/s", highlight=False)
+            elif event == "done":
+                err_console.print(f"{tag}   done: top-1 {info['top1']:.4f}", highlight=False)
+
+        yield plain
+        return
     with progress:
         yield callback
