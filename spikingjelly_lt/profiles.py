@@ -42,7 +42,7 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             "cpu",
-            "real CIFAR-10 (3,000 of the subset's train images, all 1,000 test) at width 0.25, "
+            "real CIFAR-10 (2,000 of the subset's train images, all 1,000 test) at width 0.25, "
             "32x32, 4 epochs: the default matrix in about 1.5-2 h on 2 cores",
             dataset="cifar10",
             methods=DEFAULT_METHODS,
@@ -51,7 +51,7 @@ PROFILES: dict[str, Profile] = {
             cell=dict(
                 width=0.25, timesteps=4, epochs=4, batch_size=64, lr=0.1, score_lr=0.1,
                 tau=2.0, v_threshold=0.5, fc_bn=True, learn_bn=True, imp_rounds=1, rewind_epoch=1,
-                limit_train=3000,
+                limit_train=2000,
             ),
         ),
         Profile(
