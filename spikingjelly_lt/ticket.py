@@ -9,12 +9,15 @@ weight's sign never reaches the forward pass). Every other method exports too:
 ==================  ===========================================================
 layer kind          stored
 ==================  ===========================================================
-supermask-binary    mask bits, alpha; signs of kept weights or nothing (seed)
-supermask-fp        mask bits; kept fp32 weights or nothing (seed)
+supermask-binary    mask bits, alpha; sign bits of kept weights, or nothing (seed)
+supermask-fp        mask bits; kept fp32 weights, or nothing (seed)
 binary              sign bits, alpha (BNN / BinW-SNN trained binary weights)
 pruned              mask bits, kept fp32 weights (IMP)
 dense               fp32 weights (dense methods, ``keep_first``/``keep_last``)
 ==================  ===========================================================
+
+With sign bits, the mask field is the non-zero pattern of the effective weight: the
+mask itself, less any kept weight that is exactly 0 (it runs as 0; ~1 in 10^7 draws).
 
 Everything else in the state_dict (BN parameters and buffers, biases) is stored
 raw with its dtype; a tensor whose elements are all equal is stored as one value.
@@ -195,6 +198,12 @@ def _effective(module: nn.Module) -> torch.Tensor:
         return module.weight.detach().clone()
 
 
+def _alpha(w_eff: torch.Tensor, formula) -> float:
+    """The alpha that runs: every non-zero effective weight is exactly +-alpha (on any device)."""
+    value = w_eff.abs().max() if bool((w_eff != 0).any()) else formula()
+    return float(value.to(torch.float32))
+
+
 def _encode_layer(name: str, module: nn.Module, payload: _Payload, from_seed: bool) -> dict:
     """The header entry of one layer; its blobs go to ``payload``."""
     kind, param = _layer_kind(module)
@@ -204,17 +213,18 @@ def _encode_layer(name: str, module: nn.Module, payload: _Payload, from_seed: bo
         mask = param.mask().detach().cpu().bool()
         W = _frozen(module).cpu()
         entry["kept"] = int(mask.sum())
-        entry["mask"] = payload.add(_pack(mask))
         if kind == "supermask-binary":
-            m = mask.to(W.dtype)
-            alpha = (W.abs() * m).sum() / m.sum().clamp_min(1.0)  # as in Supermask.forward
-            entry["alpha"] = float(alpha.to(torch.float32))
+            entry["alpha"] = _alpha(w_eff, lambda: (W.abs() * mask.to(W.dtype)).sum() / mask.sum().clamp_min(1))
             if from_seed:
                 entry["source"] = "seed"
-            else:
+                entry["mask"] = payload.add(_pack(mask))
+            else:  # the non-zero pattern (a kept weight of exactly 0 runs as 0) + its signs
+                nonzero = w_eff != 0
                 entry["source"] = "signs"
-                entry["signs"] = payload.add(_pack(W[mask] > 0))
+                entry["mask"] = payload.add(_pack(nonzero))
+                entry["signs"] = payload.add(_pack(w_eff[nonzero] > 0))
         else:
+            entry["mask"] = payload.add(_pack(mask))
             entry["alpha"] = None
             if from_seed:
                 entry["source"] = "seed"
@@ -223,8 +233,11 @@ def _encode_layer(name: str, module: nn.Module, payload: _Payload, from_seed: bo
                 entry["values"] = payload.add(_f32(W[mask]))
     elif kind == "binary":
         W = _frozen(module).cpu()
-        entry.update(kept=int(torch.count_nonzero(w_eff)), alpha=float(W.abs().mean().to(torch.float32)),
-                     source="signs", signs=payload.add(_pack(W > 0)))
+        nonzero = w_eff != 0
+        entry.update(kept=int(nonzero.sum()), alpha=_alpha(w_eff, lambda: W.abs().mean()), source="signs")
+        if not bool(nonzero.all()):  # a latent weight of exactly 0 runs as 0
+            entry["mask"] = payload.add(_pack(nonzero))
+        entry["signs"] = payload.add(_pack(w_eff[nonzero] > 0))
     elif kind == "pruned":
         mask = module.weight_mask.detach().cpu() != 0
         entry.update(kept=int(mask.sum()), alpha=None, source="fp32", mask=payload.add(_pack(mask)),
@@ -244,7 +257,8 @@ def _decode_layer(entry: dict, blob, frozen: torch.Tensor | None) -> torch.Tenso
 
     def kept_values(mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         if values.numel() != int(mask.sum()):
-            raise UsageError(f"ticket layer {entry['name']}: {values.numel()} values for {int(mask.sum())} kept weights")
+            raise UsageError(
+                f"ticket layer {entry['name']}: {values.numel()} values for {int(mask.sum())} kept weights")
         w = torch.zeros(numel, dtype=torch.float32)
         w[mask] = values
         return w.reshape(shape)
@@ -273,6 +287,8 @@ def _decode_layer(entry: dict, blob, frozen: torch.Tensor | None) -> torch.Tenso
             return sign * (alpha * m)  # the same ops as Supermask.forward: bit-identical
         return frozen * m
     if kind == "binary":
+        if "mask" in entry:
+            return alpha * signs_of(_unpack(blob(entry["mask"]), numel))
         bits = _unpack(blob(entry["signs"]), numel)
         return alpha * torch.where(bits, 1.0, -1.0).reshape(shape)
     if kind == "pruned":
@@ -322,7 +338,9 @@ def cell_spec(cfg, bundle) -> ModelSpec:
     )
 
 
-def model_from_checkpoint(path: str | os.PathLike, data_dir: str | None = None) -> tuple[nn.Module, ModelSpec, dict]:
+def model_from_checkpoint(
+    path: str | os.PathLike, data_dir: str | None = None
+) -> tuple[nn.Module, ModelSpec, dict]:
     """Rebuild a trainer checkpoint's model: ``(model, spec, cell config dict)``.
 
     The data set is opened only for its shape (classes, channels, input size).
@@ -338,7 +356,8 @@ def model_from_checkpoint(path: str | os.PathLike, data_dir: str | None = None) 
     try:
         bundle = load_dataset(cfg.dataset, data_dir)
     except UsageError as exc:
-        raise UsageError(f"checkpoint {path} is a {cfg.dataset} model and its data set is needed for its shape: {exc}") from None
+        raise UsageError(
+            f"checkpoint {path} is a {cfg.dataset} model and its data set is needed for its shape: {exc}") from None
     spec = cell_spec(cfg, bundle)
     model = _build(spec)
     modules = dict(model.named_modules())
@@ -350,7 +369,8 @@ def model_from_checkpoint(path: str | os.PathLike, data_dir: str | None = None) 
         model.load_state_dict(ck["model"])
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()
-        raise UsageError(f"checkpoint {path} does not match the {cfg.arch}/{cfg.method} model of its config: {first}") from None
+        raise UsageError(
+            f"checkpoint {path} does not match the {cfg.arch}/{cfg.method} model of its config: {first}") from None
     model.eval()
     return model, spec, cfg.to_dict()
 
@@ -391,12 +411,14 @@ def export_ticket(
     layers, seed_weights = [], []
     for name, module in prunable_layers(model):
         other = fresh_modules.get(name)
-        if other is None or not isinstance(other, (nn.Conv2d, nn.Linear)) or other.weight.shape != module.weight.shape:
-            raise UsageError(f"layer {name!r} of the model does not match a {spec.arch}/{spec.method} built from its spec")
+        if not isinstance(other, (nn.Conv2d, nn.Linear)) or other.weight.shape != module.weight.shape:
+            raise UsageError(
+                f"layer {name!r} of the model does not match a {spec.arch}/{spec.method} built from its spec")
         entry = _encode_layer(name, module, payload, from_seed)
         if entry["source"] == "seed":
             W = _frozen(module).cpu()
-            if not parametrize.is_parametrized(other, "weight") or not torch.equal(_bits(_frozen(other)), _bits(W)):
+            regrown = _frozen(other) if parametrize.is_parametrized(other, "weight") else None
+            if regrown is None or not torch.equal(_bits(regrown), _bits(W)):
                 raise UsageError(
                     f"layer {name}: the frozen weights do not regrow bit-exactly from seed {spec.seed} "
                     "(another torch version or a changed model?); export with store_signs / --store-signs")
@@ -410,11 +432,11 @@ def export_ticket(
     tensors = []
     layer_names = {e["name"] for e in layers}
     for key, t in model.state_dict().items():
-        owner = next((n for n in layer_names if key in _weight_keys(n) or key.startswith(_key(n, "parametrizations.weight."))), None)
-        if owner is not None:
+        if any(key in _weight_keys(n) or key.startswith(_key(n, "parametrizations.weight.")) for n in layer_names):
             continue
         if key not in fresh_state or tuple(fresh_state[key].shape) != tuple(t.shape):
-            raise UsageError(f"tensor {key!r} of the model does not match a {spec.arch}/{spec.method} built from its spec")
+            raise UsageError(
+                f"tensor {key!r} of the model does not match a {spec.arch}/{spec.method} built from its spec")
         raw = _tensor_bytes(t)
         entry = {"name": key, "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape)}
         size = t.element_size()
@@ -507,18 +529,21 @@ class Ticket:
         try:
             model = _build(spec)
         except UsageError as exc:
-            raise UsageError(f"ticket {self.path}: cannot build its {spec.arch}/{spec.method} model: {exc}") from None
+            raise UsageError(
+                f"ticket {self.path}: cannot build its {spec.arch}/{spec.method} model: {exc}") from None
         modules = dict(model.named_modules())
         regrown = []
         weights = {}
         for entry in self.header["layers"]:
             module = modules.get(entry["name"])
             if not isinstance(module, (nn.Conv2d, nn.Linear)) or list(module.weight.shape) != list(entry["shape"]):
-                raise UsageError(f"ticket {self.path}: layer {entry['name']!r} does not match the model built from its spec")
+                raise UsageError(
+                    f"ticket {self.path}: layer {entry['name']!r} does not match the model built from its spec")
             frozen = _frozen(module).clone() if parametrize.is_parametrized(module, "weight") else None
             if entry["source"] == "seed":
                 if frozen is None:
-                    raise UsageError(f"ticket {self.path}: layer {entry['name']} regrows from the seed but its model has no frozen weights")
+                    raise UsageError(f"ticket {self.path}: layer {entry['name']} regrows from the seed "
+                                     "but its model has no frozen weights")
                 regrown.append(frozen)
             weights[entry["name"]] = (entry, frozen)
         if regrown and _seed_digest(regrown) != self.header.get("seed_weights_sha256"):
@@ -550,7 +575,8 @@ class Ticket:
         expected_missing = {_key(n, "weight") for n in weights}
         if set(missing) != expected_missing or unexpected:
             extra = sorted(set(missing) - expected_missing) + sorted(unexpected)
-            raise UsageError(f"ticket {self.path} does not match the model built from its spec ({', '.join(extra[:3])})")
+            raise UsageError(
+                f"ticket {self.path} does not match the model built from its spec ({', '.join(extra[:3])})")
         for p in model.parameters():
             p.requires_grad_(False)
         return model.eval()
@@ -565,7 +591,8 @@ def _parse(data: bytes, where: str) -> Ticket:
     if magic != MAGIC:
         raise UsageError(f"{where}: not a spikingjelly-lt ticket (bad magic)")
     if version != FORMAT_VERSION:
-        raise UsageError(f"{where}: ticket format version {version}; this spikingjelly-lt reads version {FORMAT_VERSION}")
+        raise UsageError(
+            f"{where}: ticket format version {version}; this spikingjelly-lt reads version {FORMAT_VERSION}")
     expected = _FIXED.size + head_len + payload_len + _DIGEST
     if len(data) < expected:
         raise UsageError(f"{where}: truncated ticket ({len(data)} of {expected} bytes)")
