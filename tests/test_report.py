@@ -166,3 +166,19 @@ def test_build_report_with_no_energy_or_no_rows(tmp_path):
         assert (tmp_path / "a" / name).read_bytes().startswith(PNG_SIGNATURE)
     md = build_report([], tmp_path / "b").read_text()
     assert "_No results._" in md and (tmp_path / "b" / PLOT_FILES["energy"]).exists()
+
+
+def test_snn_saving_filled_from_merged_rows():
+    """After a shard merge the dense SNN baseline may have run elsewhere: recompute x SNN."""
+    from spikingjelly_lt.results.report import fill_snn_savings
+
+    base = {"arch": "resnet19", "dataset": "digits", "width": 0.25, "timesteps": 4, "seed": 0, "energy_model": "horowitz45"}
+    rows = [
+        {"status": "done", "config": {**base, "method": "snn"}, "metrics": {"energy_pj": 900.0, "energy_model": "horowitz45", "energy_by_model": {"horowitz45": 900.0}}},
+        {"status": "done", "config": {**base, "method": "binw-slt"}, "metrics": {"energy_pj": 300.0, "energy_model": "horowitz45", "energy_x_snn": None}},
+        {"status": "done", "config": {**base, "method": "binw-slt", "width": 0.5}, "metrics": {"energy_pj": 300.0, "energy_model": "horowitz45"}},
+    ]
+    filled = fill_snn_savings(rows)
+    assert filled[1]["metrics"]["energy_x_snn"] == 3.0
+    assert filled[2]["metrics"].get("energy_x_snn") is None  # no baseline of that width
+    assert rows[1]["metrics"]["energy_x_snn"] is None  # input untouched

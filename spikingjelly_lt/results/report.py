@@ -133,6 +133,37 @@ def _fmt_value(v: Any) -> str:
     return v if isinstance(v, str) else canonical_json(v)
 
 
+# Config keys a dense SNN baseline shares with the spiking cells it is compared with.
+_SNN_SETTING = ("arch", "dataset", "width", "timesteps", "tau", "v_threshold", "epochs", "batch_size",
+                "seed", "limit_train", "limit_test", "energy_model", "fc_bn")
+
+
+def fill_snn_savings(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fill a missing ``energy_x_snn`` from the dense ``snn`` row of the same setting.
+
+    A cell computes its saving when it runs, from its own results file; after a merge
+    of shards its baseline may have run elsewhere, so the ratio is recomputed here.
+    """
+    rows = list(rows)
+    key = lambda c: canonical_json({k: c.get(k) for k in _SNN_SETTING})  # noqa: E731
+    snn = {
+        key(r["config"]): r["metrics"]
+        for r in rows
+        if r.get("status") == "done" and (r.get("config") or {}).get("method") == "snn" and r.get("metrics")
+    }
+    out = []
+    for r in rows:
+        m = r.get("metrics") or {}
+        cfg = r.get("config") or {}
+        base = snn.get(key(cfg)) if cfg.get("timesteps") else None
+        if base and m.get("energy_x_snn") is None and m.get("energy_pj"):
+            ref = (base.get("energy_by_model") or {}).get(m.get("energy_model")) or base.get("energy_pj")
+            if ref:
+                r = {**r, "metrics": {**m, "energy_x_snn": ref / m["energy_pj"]}}
+        out.append(r)
+    return out
+
+
 def matrix_table(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Aggregate runs into one entry per cell minus its seed (mean ± sample std over seeds).
 
@@ -145,7 +176,7 @@ def matrix_table(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     configs: dict[str, dict[str, Any]] = {}
-    for row in rows:
+    for row in fill_snn_savings(rows):
         cfg = {k: v for k, v in (row.get("config") or {}).items() if k != "seed"}
         key = canonical_json(cfg)
         groups[key].append(row)
