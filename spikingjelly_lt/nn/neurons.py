@@ -18,8 +18,34 @@ __all__ = ["lif", "if_node", "relu", "sign", "Sign", "ReLU", "SPIKING_NEURONS"]
 SPIKING_NEURONS = frozenset({"lif", "if"})
 
 
-def lif(*, tau: float = 2.0, v_threshold: float = 1.0, step_mode: str = "m", **_) -> nn.Module:
-    """SpikingJelly ``LIFNode``: tau 2.0, threshold 1.0, hard reset to 0, ATan, detach_reset."""
+LIF_IMPLS = ("fast", "spikingjelly")
+
+
+def lif_impl() -> str:
+    """Which LIF implementation ``lif`` builds: ``SJLT_LIF_IMPL`` (default ``fast``)."""
+    import os
+
+    from ..errors import check_choice
+
+    return check_choice("LIF implementation (SJLT_LIF_IMPL)", os.environ.get("SJLT_LIF_IMPL", "fast"), LIF_IMPLS)
+
+
+def lif(*, tau: float = 2.0, v_threshold: float = 1.0, step_mode: str = "m", impl: str | None = None, **_) -> nn.Module:
+    """LIF: tau 2.0, threshold 1.0, hard reset to 0, ATan surrogate, detach_reset.
+
+    ``impl='fast'`` (default) is :class:`~spikingjelly_lt.nn.fast_lif.FastLIFNode`, one
+    autograd op over all T steps, bit-identical spikes to SpikingJelly's ``LIFNode``
+    and gradients equal to float32 rounding (tests compare them); ``'spikingjelly'``
+    is SpikingJelly's ``LIFNode`` itself.
+    """
+    impl = impl or lif_impl()
+    if impl == "fast":
+        from .fast_lif import FastLIFNode
+
+        return FastLIFNode(
+            tau=tau, v_threshold=v_threshold, v_reset=0.0, surrogate_function=surrogate.ATan(),
+            detach_reset=True, step_mode=step_mode,
+        )
     return neuron.LIFNode(
         tau=tau,
         v_threshold=v_threshold,

@@ -125,6 +125,7 @@ def environment(device: torch.device) -> dict:
         "threads": torch.get_num_threads(),
         "host_cpus": os.cpu_count(),
         "commit": _commit(),
+        "lif_impl": __import__("spikingjelly_lt.nn.neurons", fromlist=["lif_impl"]).lif_impl(),
     }
 
 
