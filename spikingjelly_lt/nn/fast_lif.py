@@ -3,18 +3,19 @@
 SpikingJelly's CPU path runs a Python loop over ``T`` of about a dozen small
 autograd-recorded kernels per step plus ``torch.stack``; on CPU the neuron then
 costs about as much as a convolution. Here the whole sequence is one
-``torch.autograd.Function``: the forward does 4-5 in-place kernels per step into
-preallocated buffers, saves only the charged membrane ``H[t]`` and the backward
-evaluates the surrogate and reset derivatives for all ``T`` at once, leaving a
-single fused multiply-add per step for BPTT through the membrane.
+``torch.autograd.Function``: the forward runs 4 kernels per step into
+preallocated buffers and saves only the charged membrane ``H`` ([T, ...]); the
+backward evaluates the surrogate derivative for all ``T`` in 3 passes, then does
+BPTT through the membrane with 2 kernels per step. About 3x faster than
+``neuron.LIFNode`` for forward+backward on a 2-core CPU (see ``scripts/lif_micro.py``);
+what remains is memory-bandwidth bound. TorchScript gave no gain (no CPU fusion).
 
-Forward results are bit-identical to SpikingJelly's reference: the charge keeps
-its exact operation order ``V + (X - (V - V_reset)) / tau``. The loop runs on the
-negated membrane ``-V`` (IEEE negation is exact and rounding is sign-symmetric),
-which turns the hard reset ``V = V_reset if H >= V_th else H`` into the single
-kernel ``threshold(-H, -V_th, -V_reset)``.
+Forward results are bit-identical to SpikingJelly's: the charge keeps its exact
+operation order ``V + (X - (V - V_reset)) / tau``. The loop runs on the negated
+membrane ``-V`` (IEEE negation is exact and rounding is sign-symmetric), which
+turns the hard reset ``V = V_reset if H >= V_th else H`` into the single kernel
+``threshold(-H, -V_th, -V_reset)``. Gradients agree to float32 rounding.
 """
-
 from __future__ import annotations
 
 import logging
@@ -34,7 +35,7 @@ _SIGMOID = 0
 
 
 def _surrogate_kind(fn: object) -> tuple[int, float]:
-    """Map a SpikingJelly surrogate to ``(kind, alpha)``; only the kinds with a hand-written backward."""
+    """Map a SpikingJelly surrogate to ``(kind, alpha)``; only kinds with a hand-written BPTT."""
     if isinstance(fn, (surrogate.ATan, surrogate.Sigmoid)) and getattr(fn, "spiking", True):
         alpha = fn.alpha
         if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
@@ -92,7 +93,7 @@ def _lif_forward(
 
 
 def _surrogate_grad_(w: torch.Tensor, kind: int, alpha: float) -> torch.Tensor:
-    """Surrogate derivative at ``H - V_th = -w`` (both kinds are even in ``w``), in place on ``w``."""
+    """Surrogate derivative at ``H - V_th = -w`` (both kinds are even in ``w``); in place."""
     if kind == _ATAN:  # alpha / 2 / (1 + (pi/2 alpha x)^2)
         c2 = (math.pi / 2 * alpha) ** 2
         return w.mul_(w).mul_(c2 * 2.0 / alpha).add_(2.0 / alpha).reciprocal_()
@@ -202,10 +203,13 @@ def fast_lif_multi_step(
     ``(spike_seq, v_final, v_seq or None)``; ``surrogate_function`` defaults to
     ``ATan(alpha=2.0)``. Gradients flow to ``x_seq`` and ``v``.
     """
-    kind, alpha = _surrogate_kind(surrogate.ATan() if surrogate_function is None else surrogate_function)
-    if v.dtype != x_seq.dtype:
-        v = v.to(x_seq.dtype)
+    fn = surrogate.ATan() if surrogate_function is None else surrogate_function
+    kind, alpha = _surrogate_kind(fn)
     tau = float(tau)
+    if not tau > 1.0:
+        raise ValueError(f"tau must be > 1, got {tau}")
+    if v.dtype != x_seq.dtype or v.device != x_seq.device:
+        v = v.to(dtype=x_seq.dtype, device=x_seq.device)
     if torch.is_grad_enabled() and (x_seq.requires_grad or v.requires_grad):
         out = _FastLIF.apply(
             x_seq, v, tau, decay_input, v_threshold, v_reset, detach_reset, kind, alpha, store_v_seq
@@ -257,6 +261,7 @@ class FastLIFNode(base.MemoryModule):
         self.step_mode = step_mode
         self.store_v_seq = store_v_seq
         self.register_memory("v", 0.0 if v_reset is None else self.v_reset)
+        log.debug("FastLIFNode(%s)", self.extra_repr())
 
     @property
     def store_v_seq(self) -> bool:
@@ -286,7 +291,7 @@ class FastLIFNode(base.MemoryModule):
     def materialize_states(
         self, inputs: tuple[torch.Tensor, ...], states: tuple[object, ...], step_mode: str
     ) -> tuple[object, ...]:
-        """Turn the scalar reset sentinel (or a stale-shaped ``v``) into a tensor like one input step."""
+        """Turn the scalar reset sentinel (or a stale-shaped ``v``) into a tensor like one step."""
         x = inputs[0][0] if step_mode == "m" else inputs[0]
         v = states[0]
         if isinstance(v, (int, float)):
