@@ -45,7 +45,7 @@ def test_bench_json_resume_and_determinism(tmp_path, capsys, monkeypatch):
     assert by["binw-slt"]["metrics"]["weight_bits"] == 1
     assert by["ann"]["metrics"]["energy_x_ann"] == pytest.approx(1.0)
     assert by["binw-slt"]["metrics"]["energy_x_ann"] > 1
-    assert len(by["snn-imp"]["metrics"]["history"]) == 3  # 2 IMP rounds + final retrain, 1 epoch each
+    assert len(by["snn-imp"]["metrics"]["history"]) == 2  # train, prune + rewind, retrain (1 round)
     # resume: nothing reruns
     code, out, _ = run_cli(args, capsys, monkeypatch)
     assert [c["status"] for c in json.loads(out)] == ["skipped"] * 3
