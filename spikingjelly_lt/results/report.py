@@ -428,7 +428,7 @@ def _plot_energy(table: Sequence[dict[str, Any]], path: Path) -> None:
     if not panels:
         _empty(axes[0], "no results")
     for ax, ((arch, dataset), entries) in zip(axes, panels.items()):
-        ax.set_title(f"{arch} / {dataset}: energy per image")
+        ax.set_title(f"{arch} / {dataset}: energy per image (bar labels: saving vs dense ANN)", fontsize="medium")
         bars = [e for e in entries if (e.get("energy_pj") or 0) > 0]
         if not bars:
             _empty(ax, "no energy data")
@@ -450,7 +450,7 @@ def _plot_energy(table: Sequence[dict[str, Any]], path: Path) -> None:
             r = _ratio_to_ann(e, entries)
             if r is not None:
                 ax.annotate(
-                    f"{r:.3g}× less than ANN",
+                    f"{r:.3g}×",
                     (x, h),
                     xytext=(0, 3),
                     textcoords="offset points",
