@@ -317,25 +317,7 @@ def _seed_digest(weights: list[torch.Tensor]) -> str:
 
 def cell_spec(cfg, bundle) -> ModelSpec:
     """The :class:`ModelSpec` that ``training.trainer.build_cell_model`` builds for a cell."""
-    return ModelSpec(
-        arch=cfg.arch,
-        method=cfg.method,
-        num_classes=bundle.num_classes,
-        in_channels=bundle.in_channels,
-        input_size=bundle.input_size,
-        width=cfg.width,
-        timesteps=cfg.timesteps or 1,
-        sparsity=cfg.sparsity,
-        tau=cfg.tau or 2.0,
-        v_threshold=cfg.v_threshold,
-        fc_bn=cfg.fc_bn,
-        learn_bn=cfg.learn_bn,
-        keep_first=cfg.keep_first,
-        keep_last=cfg.keep_last,
-        scope=cfg.scope,
-        sign_gradient=cfg.sign_gradient or "bireal",
-        seed=cfg.seed,
-    )
+    return cfg.model_spec(bundle)
 
 
 def model_from_checkpoint(

@@ -14,3 +14,19 @@ def cifar_subset() -> Path:
     if not (CIFAR_SUBSET / "cifar-10-batches-py").is_dir():
         pytest.skip(f"real CIFAR-10 subset not found at {CIFAR_SUBSET}")
     return CIFAR_SUBSET
+
+
+def run_cli(args, capsys, monkeypatch):
+    """Run ``sjlt ARGS`` in-process: (exit code, stdout, stderr)."""
+    import sys
+
+    from spikingjelly_lt.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["sjlt", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err

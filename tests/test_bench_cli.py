@@ -11,22 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from spikingjelly_lt.cli import main
 from spikingjelly_lt.results.store import ResultStore
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--width", "0.0625", "--epochs", "1", "--limit-train", "128", "--timesteps", "2", "--threads", "1"]
 
 
-def run_cli(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["sjlt", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 STABLE = ("top1", "sparsity", "mean_firing_rate", "energy_pj", "macs", "acs", "model_bytes", "history")

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
-import sys
 
 import pytest
 import torch
 
-from spikingjelly_lt.cli import main
 from spikingjelly_lt.cli.bench import _options_to_cells
 from spikingjelly_lt.errors import UsageError
 from spikingjelly_lt.matrix import expand, parse_shard, shard
 from spikingjelly_lt.methods import METHODS
 from spikingjelly_lt.results.store import ResultStore, config_hash
 from spikingjelly_lt.training.config import CellConfig
+from conftest import run_cli
 
 TINY = ["--width", "0.0625", "--epochs", "1", "--limit-train", "128", "--timesteps", "2", "--threads", "1"]
 
@@ -80,15 +79,6 @@ def test_parse_shard_rejects(text):
 # -- the CLI: shards of a real matrix, merged and reported --------------------------------
 
 
-def run_cli(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["sjlt", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
 
 import pytest
@@ -12,7 +11,6 @@ import torch
 from spikingjelly_lt import ticket as tk
 from spikingjelly_lt._sj import reset_net
 from spikingjelly_lt.build import ModelSpec, build_model
-from spikingjelly_lt.cli import main
 from spikingjelly_lt.data import load_dataset, make_loader
 from spikingjelly_lt.errors import UsageError
 from spikingjelly_lt.methods import METHODS
@@ -20,6 +18,7 @@ from spikingjelly_lt.pruners import imp as imp_ops
 from spikingjelly_lt.pruners.common import effective_weight, prunable_layers
 from spikingjelly_lt.training.config import CellConfig
 from spikingjelly_lt.training.trainer import evaluate, run_cell
+from conftest import run_cli
 
 TRAINED = ("binw-slt", "slt", "snn-imp")
 # small enough to train in about a second; v_threshold 0.25 keeps the tiny spiking net
@@ -244,15 +243,6 @@ def test_version_mismatch(ticket_bytes, tmp_path):
 # -- the CLI ---------------------------------------------------------------------------
 
 
-def run_cli(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["sjlt", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_export_info_load(checkpoints, digits, tmp_path, capsys, monkeypatch):

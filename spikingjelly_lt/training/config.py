@@ -84,6 +84,30 @@ class CellConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def model_spec(self, bundle):
+        """The :class:`~spikingjelly_lt.build.ModelSpec` of this cell on ``bundle``'s data."""
+        from ..build import ModelSpec
+
+        return ModelSpec(
+            arch=self.arch,
+            method=self.method,
+            num_classes=bundle.num_classes,
+            in_channels=bundle.in_channels,
+            input_size=bundle.input_size,
+            width=self.width,
+            timesteps=self.timesteps or 1,
+            sparsity=self.sparsity,
+            tau=self.tau or 2.0,
+            v_threshold=self.v_threshold,
+            fc_bn=self.fc_bn,
+            learn_bn=self.learn_bn,
+            keep_first=self.keep_first,
+            keep_last=self.keep_last,
+            scope=self.scope,
+            sign_gradient=self.sign_gradient or "bireal",
+            seed=self.seed,
+        )
+
     @classmethod
     def from_dict(cls, d: dict) -> CellConfig:
         names = {f.name for f in fields(cls)}

@@ -20,7 +20,7 @@ from torch.nn.utils import prune
 
 from .. import plugins
 from .._sj import reset_net
-from ..build import ModelSpec, build_model, is_spiking
+from ..build import build_model
 from ..data import load_dataset, make_loader
 from ..energy.counter import EnergyCounter, count_energy, energy_under
 from ..methods import get_method
@@ -47,26 +47,8 @@ def _noop(event: str, **info) -> None:
 
 
 def build_cell_model(cfg: CellConfig, bundle) -> nn.Module:
-    spec = ModelSpec(
-        arch=cfg.arch,
-        method=cfg.method,
-        num_classes=bundle.num_classes,
-        in_channels=bundle.in_channels,
-        input_size=bundle.input_size,
-        width=cfg.width,
-        timesteps=cfg.timesteps or 1,
-        sparsity=cfg.sparsity,
-        tau=cfg.tau or 2.0,
-        v_threshold=cfg.v_threshold,
-        fc_bn=cfg.fc_bn,
-        learn_bn=cfg.learn_bn,
-        keep_first=cfg.keep_first,
-        keep_last=cfg.keep_last,
-        scope=cfg.scope,
-        sign_gradient=cfg.sign_gradient or "bireal",
-        seed=cfg.seed,
-    )
-    return build_model(spec)
+    """The cell's model on ``bundle``'s data (arch + method + recipe)."""
+    return build_model(cfg.model_spec(bundle))
 
 
 def _optimizer(model: nn.Module, cfg: CellConfig, steps: int):
