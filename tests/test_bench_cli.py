@@ -164,3 +164,34 @@ def test_sigkill_mid_matrix_keeps_done_cells_and_reruns_the_interrupted_one(tmp_
     store = ResultStore(db)
     assert {r["config_hash"]: r["finished_at"] for r in store.rows("done") if r["config_hash"] in done_before} == done_before
     assert len(store.rows("done")) == 3
+
+
+def test_non_finite_loss_fails_the_cell_with_its_reason_and_the_matrix_goes_on(tmp_path, monkeypatch):
+    import torch
+
+    from spikingjelly_lt.matrix import expand
+    from spikingjelly_lt.runner import run_matrix
+    from spikingjelly_lt.training import trainer
+    from spikingjelly_lt.training.config import CellConfig
+
+    real = torch.nn.functional.cross_entropy
+
+    def poisoned(out, y):  # the bnn cell's loss turns NaN; the others train normally
+        loss = real(out, y)
+        return loss * float("nan") if poisoned.on else loss
+
+    poisoned.on = False
+    monkeypatch.setattr(trainer.nn.functional, "cross_entropy", poisoned)
+    cells = expand(CellConfig(width=0.0625, epochs=1, limit_train=128, timesteps=2), ["ann", "bnn"], [0.5], [0])
+    store = ResultStore(tmp_path / "r.db")
+
+    def progress(event, index=0, total=0, **info):
+        if event == "start":
+            poisoned.on = info["config"]["method"] == "bnn"
+
+    outcomes = run_matrix(cells, store, device=torch.device("cpu"), checkpoint_dir=tmp_path / "ck", progress=progress)
+    status = {o.config.method: o for o in outcomes}
+    assert status["ann"].status == "done"
+    assert status["bnn"].status == "failed" and "non-finite loss" in status["bnn"].reason
+    row = store.get(status["bnn"].hash)
+    assert row["status"] == "failed" and "round 0 epoch 1 step 1" in row["reason"]
