@@ -9,8 +9,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
 
 from spikingjelly_lt import hookimpl, plugins
 from spikingjelly_lt.errors import UnknownNameError
