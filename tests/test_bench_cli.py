@@ -65,7 +65,7 @@ def test_bench_table_and_report(tmp_path, capsys, monkeypatch):
     assert out.splitlines()[0].startswith("config_hash") and len(out.splitlines()) == 3
     # sjlt energy on the slt checkpoint: same counts as the bench, x SNN from the SNN beside it
     ckpt = Path(f"{db}.ckpt") / f"{slt['config_hash']}.pt"
-    code, out, err = run_cli(["energy", str(ckpt), "--json", "--images", "360"], capsys, monkeypatch)
+    code, out, err = run_cli(["energy", "--checkpoint", str(ckpt), "--json", "--images", "360"], capsys, monkeypatch)
     assert code == 0, err
     data = json.loads(out)
     assert data["report"]["energy_pj"] == pytest.approx(slt["metrics"]["energy_pj"], rel=1e-6)

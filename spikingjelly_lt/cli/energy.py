@@ -15,7 +15,7 @@ from .common import dump_json
 
 @app.command("energy")
 def energy_command(
-    checkpoint: Annotated[Path | None, typer.Argument(help="A trainer checkpoint (RESULTS.db.ckpt/HASH.pt); omit for an untrained model.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="A trainer checkpoint (RESULTS.db.ckpt/HASH.pt); omit for an untrained model.")] = None,
     arch: Annotated[str, typer.Option(help="Architecture (without a checkpoint).")] = "resnet19",
     method: Annotated[str, typer.Option(help="Method (without a checkpoint).")] = "binw-slt",
     dataset: Annotated[str, typer.Option(help="Data set (without a checkpoint).")] = "digits",
