@@ -358,6 +358,16 @@ def _figure(n_panels: int):
     return fig, axes
 
 
+def _panel_figure(table: Sequence[dict[str, Any]]):
+    """A figure with one panel per (arch, dataset), the method colors, and
+    ``(axes, (arch, dataset), entries)`` per panel; an empty table says "no results"."""
+    panels, colors = _panels(table), _colors(table)
+    fig, axes = _figure(len(panels))
+    if not panels:
+        _empty(axes[0], "no results")
+    return fig, colors, [(ax, key, entries) for ax, (key, entries) in zip(axes, panels.items())]
+
+
 def _colors(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
     from matplotlib import colormaps
 
@@ -373,11 +383,8 @@ def _empty(ax, text: str) -> None:
 
 
 def _plot_accuracy_vs_sparsity(table: Sequence[dict[str, Any]], path: Path) -> None:
-    panels, colors = _panels(table), _colors(table)
-    fig, axes = _figure(len(panels))
-    if not panels:
-        _empty(axes[0], "no results")
-    for ax, ((arch, dataset), entries) in zip(axes, panels.items()):
+    fig, colors, panels = _panel_figure(table)
+    for ax, (arch, dataset), entries in panels:
         ax.set_title(f"{arch} / {dataset}")
         by_method: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
         for e in entries:
@@ -423,11 +430,8 @@ def _ratio_to_ann(e: dict[str, Any], entries: Sequence[dict[str, Any]]) -> float
 
 
 def _plot_energy(table: Sequence[dict[str, Any]], path: Path) -> None:
-    panels, colors = _panels(table), _colors(table)
-    fig, axes = _figure(len(panels))
-    if not panels:
-        _empty(axes[0], "no results")
-    for ax, ((arch, dataset), entries) in zip(axes, panels.items()):
+    fig, colors, panels = _panel_figure(table)
+    for ax, (arch, dataset), entries in panels:
         ax.set_title(f"{arch} / {dataset}: energy per image (bar labels: saving vs dense ANN)", fontsize="medium")
         bars = [e for e in entries if (e.get("energy_pj") or 0) > 0]
         if not bars:
@@ -464,11 +468,8 @@ def _plot_energy(table: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def _plot_accuracy_vs_time(table: Sequence[dict[str, Any]], path: Path) -> None:
-    panels, colors = _panels(table), _colors(table)
-    fig, axes = _figure(len(panels))
-    if not panels:
-        _empty(axes[0], "no results")
-    for ax, ((arch, dataset), entries) in zip(axes, panels.items()):
+    fig, colors, panels = _panel_figure(table)
+    for ax, (arch, dataset), entries in panels:
         ax.set_title(f"{arch} / {dataset}")
         pts = [
             e for e in entries if e.get("top1") is not None and (e.get("time_to_ticket_s") or 0) > 0
