@@ -87,7 +87,7 @@ def measure(args) -> dict:
     return out
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--archs", default="resnet19,vgg16")
     p.add_argument("--width", type=float, default=0.25)
@@ -97,7 +97,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--json", action="store_true")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     res = measure(args)
     if args.json:
         print(json.dumps(res, indent=2))

@@ -355,3 +355,58 @@ def test_silent_first_batch_does_not_fix_the_kind():
     row = counter.report().layers[0]
     assert row.input_kind == "graded" and row.macs == 2 * 2 / 2
     assert row.firing_rate == 2 / 16
+
+
+# ---------------------------------------------------------------- exactness of the cheap reductions
+
+
+def test_spike_sums_exact_past_float32_integers():
+    from spikingjelly_lt.energy.counter import _F32_EXACT, _spike_sums
+
+    n = _F32_EXACT + 3  # one float32 sum would stop counting at 2**24
+    x = torch.ones(n)
+    total, check = _spike_sums(x, True)
+    assert total.dtype == torch.float64 and int(total) == n and float(check) == 0
+    x[-1] = 0.5  # a graded value in the last chunk is seen by the check
+    total, check = _spike_sums(x, True)
+    assert float(check) == -0.25 and _spike_sums(x, False)[1] is None
+
+
+def test_totals_sum_mixed_dtypes_per_slot():
+    from spikingjelly_lt.energy.counter import _totals
+
+    parts = [
+        [torch.tensor(3.0), torch.tensor(2**24, dtype=torch.float64)],
+        [],
+        [torch.tensor(5), torch.tensor(True), torch.tensor(1.5)],
+    ]
+    assert _totals(parts) == [2**24 + 3.0, 0.0, 7.5]
+    assert _totals([[], []]) == [0.0, 0.0]
+
+
+def test_large_spike_layer_counted_exactly():
+    # [T=2, N=1, 1, 3000, 3000] spikes: 18e6 inputs, more than float32 counts exactly
+    t, hw = 2, 3000
+    spikes = torch.zeros(t, 1, 1, hw, hw)
+    spikes[0, 0, 0, :, ::2] = 1.0  # 4.5e6 spikes
+    spikes[1, 0, 0, ::3] = 1.0  # 1000 rows of 3000
+    n_spikes = hw * hw // 2 + (hw // 3) * hw
+    conv = layer.Conv2d(1, 2, 1, bias=False, step_mode="m")
+    row = count_energy(Root(nn.Sequential(FixedSpikes(spikes), conv), t), [torch.zeros(1, 1, 1, 1)]).layers[0]
+    assert row.input_kind == "spike"
+    assert row.acs == n_spikes * 2  # 1x1 kernel, 2 output channels
+    assert row.firing_rate == n_spikes / spikes.numel()
+
+
+def test_weight_stats_binary_and_density():
+    from spikingjelly_lt.energy.counter import weight_stats
+
+    fc = nn.Linear(4, 3, bias=False)
+    with torch.no_grad():
+        fc.weight.copy_(torch.tensor([[0.5, -0.5, 0.0, 0.5], [0.0, 0.0, -0.5, 0.5], [0.5, 0.5, 0.5, 0.0]]))
+    assert weight_stats(fc) == (12, 8, True)
+    with torch.no_grad():
+        fc.weight[0, 0] = 0.25
+    assert weight_stats(fc) == (12, 8, False)
+    prune.l1_unstructured(fc, "weight", amount=5)  # the mask drops the 4 zeros and the 0.25
+    assert weight_stats(fc) == (12, 7, True)  # the weight that runs, not weight_orig

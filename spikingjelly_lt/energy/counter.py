@@ -8,11 +8,15 @@ times, and does not know about weight masks. ``sj_adapter`` wraps it for a
 cross-check only (tests compare its SynOps with ours where the rules coincide).
 
 A layer's input kind is decided from its first batch that is not all zeros (one
-sync per layer); after that each hook does at most two cheap reductions on the input
-(spikes: ``sum`` and ``dot(x, x)`` as a {0,1} check; graded: ``count_nonzero``;
-static: a step-equality check) accumulated in per-layer device tensors: no
-``.item()``, no copies. One more sync happens when the report is built. Measured on
-a small spiking conv net on CPU, the hooks cost about 4% of a plain eval pass.
+sync per layer: ``aminmax`` plus the spike sums below); after that each hook does one
+cheap reduction on the input (spikes: ``sum`` in float32 per chunk of at most 2**24
+elements, exact for {0,1}; graded: ``count_nonzero``; static: a step-equality check),
+plus ``dot(x, x)`` on the second spike batch as a {0,1} check. Results stay on the
+device as one scalar per call (no ``.item()``, no copies) and are summed in float64
+with one sync when the report is built. Overhead, counted / plain eval pass
+(``bench/energy_overhead.py``, docs/performance.md): ~1.0 on ResNet-19 w0.25 over
+1,000 CIFAR-10 test images, ~1.1 on 8x8 digits where the per-pass fixed cost
+(``weight_stats`` of every layer) weighs more.
 
 Counting rules (per image; ``dense`` = the layer's dense ops for one sample and one
 step: conv ``k²·H_out·W_out·C_in·C_out/groups``, linear ``in·out``; ``d`` = weight
@@ -72,6 +76,7 @@ __all__ = [
 log = logging.getLogger("spikingjelly_lt")
 
 _AC_KINDS = {"spike", "sign"}
+_F32_EXACT = 1 << 24  # float32 holds every integer up to 2**24
 
 
 @dataclass(frozen=True)
@@ -136,14 +141,14 @@ def weight_stats(module: nn.Module) -> tuple[int, int, bool]:
     """``(numel, nonzeros, binary)`` of the weight that actually runs.
 
     Binary means every nonzero has the same magnitude (±alpha), with at least two nonzeros.
+    One device sync, no boolean indexing: binary iff every nonzero is within 1e-6 of the
+    largest magnitude.
     """
-    w = effective_weight(module)
-    nz = w[w != 0].abs()
-    binary = False
-    if nz.numel() > 1:
-        hi, lo = nz.max(), nz.min()
-        binary = bool((hi - lo) <= 1e-6 * hi)
-    return w.numel(), int(nz.numel()), binary
+    a = effective_weight(module).abs()
+    hi = a.max()
+    stats = torch.stack([torch.count_nonzero(a), torch.count_nonzero(a >= hi * (1 - 1e-6))]).tolist()
+    nz, at_top = stats
+    return a.numel(), nz, nz > 1 and at_top == nz
 
 
 @dataclass
@@ -153,8 +158,9 @@ class _Acc:
     numel: int = 0  # input elements seen
     samples: int = 0  # samples x steps seen
     images: int = 0  # samples / steps
-    nnz: torch.Tensor | None = None  # nonzero inputs (spike, graded)
-    check: torch.Tensor | None = None  # spike: x·x - sum(x); static: calls whose steps differed
+    # device scalars, one per call, summed in float64 by the report (no per-call accumulate op)
+    nnz: list[torch.Tensor] = field(default_factory=list)  # nonzero inputs (spike, graded)
+    check: list[torch.Tensor] = field(default_factory=list)  # spike: x·x - sum(x); static: steps differ
     checks: int = 0  # spike batches verified so far
 
 
@@ -171,27 +177,56 @@ class _LayerState:
     weights: tuple[int, int, bool] | None = None
 
 
-def _add(total: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
-    """Accumulate a device scalar into a float64 total (exact for counts below 2**53)."""
-    return value.to(torch.float64) if total is None else total.add_(value)
+def _totals(parts: list[list[torch.Tensor]]) -> list[float]:
+    """Float64 sum of each list of device scalars, with one device sync for all of them.
 
-
-_F32_EXACT = 1 << 24  # float32 holds every integer up to 2**24
-_SPIKE_CHECKS = 2  # batches per layer whose spikes are verified to be exactly {0, 1}
-
-
-def _spike_sums(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Spike count of a {0,1} tensor and a check that is 0 when it really is {0,1}.
-
-    ``sum(x)`` counts the spikes (much cheaper than ``count_nonzero`` on CPU); the check
-    is ``x·x - sum(x)``, zero for {0,1} inputs. Float32 sums are exact below 2**24
-    elements; above that the count is summed in float64 and the check skipped.
+    Exact for integer counts below 2**53 whatever the summation order.
     """
-    if x.numel() >= _F32_EXACT or not x.is_floating_point():
-        return x.sum(dtype=torch.float64), None
-    total = x.sum(dtype=torch.float32)
+    owners = [i for i, ps in enumerate(parts) for _ in ps]
+    flat = [p for ps in parts for p in ps]
+    if not flat:
+        return [0.0] * len(parts)
+    device = flat[0].device
+    totals = torch.zeros(len(parts), dtype=torch.float64, device=device)
+    by_dtype: dict[torch.dtype, list[int]] = {}
+    for j, p in enumerate(flat):
+        by_dtype.setdefault(p.dtype, []).append(j)
+    for js in by_dtype.values():
+        values = torch.stack([flat[j] for j in js]).to(torch.float64)
+        totals.index_add_(0, torch.tensor([owners[j] for j in js], device=device), values)
+    return totals.tolist()
+
+
+_SPIKE_CHECKS = 2  # batches per layer whose spikes are verified to be {0, 1} (the first exactly)
+
+
+def _flat_chunks(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Contiguous 1-D views of ``x`` of at most 2**24 elements each (no copy if contiguous)."""
     flat = x.reshape(-1)
-    return total, torch.dot(flat, flat).float() - total
+    return flat.split(_F32_EXACT) if flat.numel() > _F32_EXACT else (flat,)
+
+
+def _spike_sums(x: torch.Tensor, check: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Spike count of a {0,1} tensor and (if ``check``) a value that is 0 when it is {0,1}.
+
+    ``sum(x)`` counts the spikes (much cheaper than ``count_nonzero`` on CPU), in float32
+    per chunk of at most 2**24 elements (exact for {0,1}: every partial sum is an integer
+    below 2**24) and float64 across chunks; a float64 sum of the whole tensor would first
+    copy it to float64, which used to cost more than the layer's own conv. The check is
+    ``x·x - sum(x)``, zero for {0,1} inputs, nonzero for any graded tensor that is not
+    pathological (a float sum can round a tiny difference away).
+    """
+    if not x.is_floating_point():
+        return x.sum(dtype=torch.int64), None
+    chunks = _flat_chunks(x)
+    sums = [c.sum(dtype=torch.float32) for c in chunks]
+    total = sums[0] if len(sums) == 1 else torch.stack(sums).sum(dtype=torch.float64)
+    if not check:
+        return total, None
+    if x.dtype != torch.float32:
+        chunks = tuple(c.float() for c in chunks)
+    dots = [torch.dot(c, c) for c in chunks]
+    return total, (dots[0] if len(dots) == 1 else torch.stack(dots).sum(dtype=torch.float64)) - total
 
 
 class EnergyCounter:
@@ -265,19 +300,33 @@ class EnergyCounter:
             self._batch = int(args[0].shape[0])
             self._images += self._batch
 
-    def _classify(self, x: torch.Tensor, steps: int) -> str:
+    def _classify(self, x: torch.Tensor, steps: int) -> tuple[str, bool, torch.Tensor | None]:
+        """``(kind, silent, spikes)`` of one input, with one device sync.
+
+        ``silent`` (all zeros) fits every rule, so the caller decides again on the next
+        call; ``spikes`` is the spike count when the kind is ``spike`` (reused, not redone).
+        Spikes are inputs in [0, 1] with ``sum(x) == sum(x·x)``: exact for {0,1}, and a
+        graded tensor passes only if the sum of ``v·(1-v)`` over its non-binary values is
+        below float32 rounding of its sum (never for pooled spikes or real activations;
+        an exact elementwise test costs ~10x more).
+        """
         if not self.spiking:
-            return "sign" if bool(x.abs().eq_(1).all()) else "real"
+            return ("sign" if bool(x.abs().eq_(1).all()) else "real"), False, None
+        lo, hi = torch.aminmax(x if x.dtype != torch.bool else x.to(torch.uint8))
         if x.is_floating_point():
-            binary = not bool((1 - x).mul_(x).any())  # x·(1-x) == 0 exactly iff x in {0, 1}
-        else:
-            binary = bool((x.eq(0) | x.eq(1)).all())
-        if binary:
-            return "spike"
+            spikes, check = _spike_sums(x, True)
+            lo, hi, bad = torch.stack([lo.double(), hi.double(), check.double()]).tolist()
+        else:  # integers in [0, 1] are {0, 1}
+            spikes, bad = None, 0.0
+            lo, hi = float(lo), float(hi)
+        if lo == hi == 0:
+            return "spike", True, spikes
+        if lo >= 0 and hi <= 1 and bad == 0:
+            return "spike", False, spikes
         xs = x.reshape(steps, -1)
         if steps > 1 and torch.equal(xs[1:], xs[:1].expand_as(xs[1:])):
-            return "static"
-        return "graded"
+            return "static", False, None
+        return "graded", False, None
 
     def _make_hook(self, st: _LayerState):
         conv = st.kind == "conv"
@@ -295,35 +344,32 @@ class EnergyCounter:
             steps = 1
             if self.spiking and self._batch and samples % self._batch == 0:
                 steps = samples // self._batch  # [T, N, ...] or T folded into N
-            if st.input_kind is None or st.undecided:
-                st.input_kind = self._classify(x, steps)
-                st.input_shape = st.input_shape or tuple(x.shape)
-                # all zeros (a silent layer) fits every rule: decide again on the next call
-                st.undecided = st.input_kind == "spike" and not bool(x.any())
             acc = st.acc.get((dense, in_per))
             if acc is None:
                 acc = st.acc[(dense, in_per)] = _Acc()
             acc.numel += numel
             acc.samples += samples
             acc.images += samples // steps
-            kind = st.input_kind
-            if kind == "spike":
-                with torch.no_grad():
-                    if acc.checks < _SPIKE_CHECKS:  # verify {0, 1} on the first calls only
-                        nnz, check = _spike_sums(x)
+            nnz = None  # spike count, when the classification computed it
+            with torch.no_grad():
+                if st.input_kind is None or st.undecided:
+                    st.input_kind, st.undecided, nnz = self._classify(x, steps)
+                    st.input_shape = st.input_shape or tuple(x.shape)
+                    acc.checks += st.input_kind == "spike" and not st.undecided  # verified
+                kind = st.input_kind
+                if kind == "spike":
+                    if nnz is None:
+                        verify = acc.checks < _SPIKE_CHECKS  # the first calls: a dot is a 2nd pass
+                        nnz, check = _spike_sums(x, verify)
                         if check is not None:
-                            acc.check = _add(acc.check, check)
-                        acc.checks += 1
-                    else:  # one pass instead of two: the cost that matters on small nets
-                        nnz = x.sum(dtype=torch.float64 if x.numel() >= _F32_EXACT else torch.float32)
-                    acc.nnz = _add(acc.nnz, nnz)
-            elif kind == "graded":
-                with torch.no_grad():
-                    acc.nnz = _add(acc.nnz, torch.count_nonzero(x))
-            elif kind == "static":
-                with torch.no_grad():
+                            acc.check.append(check)
+                        acc.checks += verify
+                    acc.nnz.append(nnz)
+                elif kind == "graded":
+                    acc.nnz.append(torch.count_nonzero(x))
+                elif kind == "static":
                     xs = x.reshape(steps, -1)
-                    acc.check = _add(acc.check, (xs[1:] != xs[:1]).any())
+                    acc.check.append((xs[1:] != xs[:1]).any())
 
         return hook
 
@@ -337,15 +383,9 @@ class EnergyCounter:
         if n_img <= 0:
             raise UsageError("no images were counted: run the model inside the EnergyCounter first")
         # one device sync for the whole report (float64 holds every count exactly)
-        pending = [
-            (acc, slot, getattr(acc, slot))
-            for st in self._states
-            for acc in st.acc.values()
-            for slot in ("nnz", "check")
-            if getattr(acc, slot) is not None
-        ]
-        values = torch.stack([t for _, _, t in pending]).tolist() if pending else []
-        got = {(id(acc), slot): v for (acc, slot, _), v in zip(pending, values)}
+        pending = [(acc, slot) for st in self._states for acc in st.acc.values() for slot in ("nnz", "check")]
+        values = _totals([getattr(acc, slot) for acc, slot in pending])
+        got = {(id(acc), slot): v for (acc, slot), v in zip(pending, values)}
 
         rows: list[LayerEnergy] = []
         spikes_total = slots_total = 0

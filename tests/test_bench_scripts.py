@@ -1,0 +1,37 @@
+"""The speed scripts in bench/ run end to end and report what their docstrings promise.
+
+Timings are not asserted (they belong to the scripts' output, not to tests); the
+structure and the invariants that do not depend on the machine are.
+"""
+
+from __future__ import annotations
+
+import json
+
+from bench import energy_overhead, speed
+
+
+def test_energy_overhead_script_json(capsys):
+    energy_overhead.main(["--dataset", "digits", "--data-dir", "", "--width", "0.125", "--images", "48",
+                          "--batch", "16", "--repeats", "2", "--threads", "1", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["images"] == 48 and out["input_size"] == 8
+    assert len(out["plain_s"]) == len(out["counted_s"]) == 2 and min(out["plain_s"]) > 0
+    assert out["ratio_median"] > 0 and out["energy_pj_per_image"] > 0
+    assert 0 <= out["mean_firing_rate"] <= 1
+
+
+def test_energy_overhead_script_text(capsys):
+    energy_overhead.main(["--dataset", "digits", "--data-dir", "", "--width", "0.125", "--images", "16",
+                          "--batch", "16", "--repeats", "1", "--threads", "1"])
+    text = capsys.readouterr().out
+    assert "overhead counted/plain" in text and "16 images" in text
+
+
+def test_speed_script_json(capsys):
+    speed.main(["--archs", "resnet19", "--width", "0.125", "--batch", "4", "--size", "8",
+                "--repeats", "1", "--threads", "1", "--json"])
+    row = json.loads(capsys.readouterr().out)["resnet19"]
+    assert set(row["cases"]) == {"ann/fast", "snn/spikingjelly", "snn/fast", "binw-slt/spikingjelly", "binw-slt/fast"}
+    assert all(c["train_s"] > 0 and c["eval_img_s"] > 0 for c in row["cases"].values())
+    assert row["P1_fast"] > 0 and row["P2_spikingjelly"] > 0
