@@ -3,14 +3,16 @@
     .venv/bin/python bench/energy_overhead.py [--arch resnet19] [--method binw-slt]
         [--width 0.25] [--dataset cifar10 --data-dir ../shared/data/cifar10-subset]
         [--images 1000] [--batch 250] [--timesteps 4] [--threads 2] [--repeats 5] [--json]
+        [--checkpoint RESULTS.db.ckpt/HASH.pt]
 
 Runs the trainer's own ``evaluate`` over the same test images with ``energy_model=None``
 (plain) and ``"horowitz45"`` (counted), alternating plain/counted in every round so that
 machine load hits both alike, after one warm-up of each. Prints the median of the
 per-round ratios counted/plain (the issue's goal: 1.10 or less) with the raw times.
-The model is freshly initialised (untrained): hooks cost the same on any weights, and
-the firing rates it prints show the spike tensors are not degenerate. Not an asv
-benchmark (no ``time_`` names).
+The model is freshly initialised unless ``--checkpoint`` names a trained cell (then its
+arch, method, width, T and data set come from the checkpoint): an untrained net fires
+little, so more layers see an all-zero first batch and are classified again; a
+trained one shows the cost in real use. Not an asv benchmark (no ``time_`` names).
 """
 
 from __future__ import annotations
@@ -26,16 +28,20 @@ def measure(args) -> dict:
 
     from spikingjelly_lt.build import build_model
     from spikingjelly_lt.data import load_dataset, make_loader
-    from spikingjelly_lt.training.trainer import evaluate
+    from spikingjelly_lt.training.trainer import evaluate, load_trained
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    bundle = load_dataset(args.dataset, args.data_dir, limit_test=args.images)
+    if args.checkpoint:
+        cfg, bundle, model = load_trained(args.checkpoint, args.data_dir or None)
+        bundle = bundle.limited(None, args.images)
+        args.arch, args.method, args.width, args.timesteps = cfg.arch, cfg.method, cfg.width, cfg.timesteps
+    else:
+        bundle = load_dataset(args.dataset, args.data_dir, limit_test=args.images)
+        model = build_model(arch=args.arch, method=args.method, width=args.width, input_size=bundle.test_x.shape[-1],
+                            timesteps=args.timesteps, v_threshold=args.v_threshold, fc_bn=True,
+                            in_channels=bundle.test_x.shape[1], num_classes=bundle.num_classes)
     size = bundle.test_x.shape[-1]
-    channels = bundle.test_x.shape[1]
-    model = build_model(arch=args.arch, method=args.method, width=args.width, input_size=size,
-                        timesteps=args.timesteps, v_threshold=args.v_threshold, fc_bn=True, in_channels=channels,
-                        num_classes=bundle.num_classes)
     loader = make_loader(bundle, "test", args.batch)
     dev = torch.device("cpu")
     evaluate(model, loader, dev, None)
@@ -53,7 +59,8 @@ def measure(args) -> dict:
     return {
         "arch": args.arch, "method": args.method, "width": args.width, "input_size": size,
         "images": int(bundle.test_x.shape[0]), "batch": args.batch, "timesteps": args.timesteps,
-        "threads": args.threads, "torch": torch.__version__,
+        "threads": args.threads, "torch": torch.__version__, "checkpoint": args.checkpoint,
+        "top1": rep["top1"],
         "plain_s": plain, "counted_s": counted,
         "ratio_median": statistics.median(c / p for p, c in zip(plain, counted)),
         "mean_firing_rate": energy.mean_firing_rate, "energy_pj_per_image": energy.energy_pj,
@@ -73,6 +80,7 @@ def main(argv=None) -> None:
     ap.add_argument("--v-threshold", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--checkpoint", help="a trained cell (RESULTS.db.ckpt/HASH.pt) instead of a fresh model")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     out = measure(args)
@@ -80,7 +88,8 @@ def main(argv=None) -> None:
         print(json.dumps(out, indent=2))
         return
     print(f"{out['arch']} {out['method']} w{out['width']} {out['input_size']}x{out['input_size']} "
-          f"T={out['timesteps']} {out['images']} images, batch {out['batch']}, {out['threads']} threads")
+          f"T={out['timesteps']} {out['images']} images, batch {out['batch']}, {out['threads']} threads, "
+          + (f"trained ({out['checkpoint']}), top-1 {out['top1']:.3f}" if out["checkpoint"] else "untrained"))
     print("plain   s:", " ".join(f"{t:.2f}" for t in out["plain_s"]))
     print("counted s:", " ".join(f"{t:.2f}" for t in out["counted_s"]))
     rate = out["mean_firing_rate"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 
 from bench import energy_overhead, speed
+from spikingjelly_lt.training.config import CellConfig
+from spikingjelly_lt.training.trainer import run_cell
 
 
 def test_energy_overhead_script_json(capsys):
@@ -35,3 +37,16 @@ def test_speed_script_json(capsys):
     assert set(row["cases"]) == {"ann/fast", "snn/spikingjelly", "snn/fast", "binw-slt/spikingjelly", "binw-slt/fast"}
     assert all(c["train_s"] > 0 and c["eval_img_s"] > 0 for c in row["cases"].values())
     assert row["P1_fast"] > 0 and row["P2_spikingjelly"] > 0
+
+
+def test_energy_overhead_script_on_a_trained_checkpoint(tmp_path, capsys):
+    ckpt = tmp_path / "cell.pt"
+    cfg = CellConfig(method="binw-slt", arch="resnet19", dataset="digits", width=0.125, epochs=1, timesteps=2,
+                     limit_train=128, batch_size=64, v_threshold=0.25)
+    run_cell(cfg, checkpoint=ckpt)
+    energy_overhead.main(["--checkpoint", str(ckpt), "--data-dir", "", "--images", "32", "--batch", "16",
+                          "--repeats", "1", "--threads", "1", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    # the cell's recipe comes from the checkpoint, not from the script's defaults
+    assert (out["method"], out["width"], out["timesteps"], out["input_size"]) == ("binw-slt", 0.125, 2, 8)
+    assert out["checkpoint"] == str(ckpt) and 0 <= out["top1"] <= 1
