@@ -53,7 +53,7 @@ def test_bench_json_resume_and_determinism(tmp_path, capsys, monkeypatch):
 
 def test_bench_table_and_report(tmp_path, capsys, monkeypatch):
     db = tmp_path / "r.db"
-    code, out, err = run_cli(["bench", "--methods", "snn,slt", "--results", str(db), "--report", str(tmp_path / "rep"), *TINY], capsys, monkeypatch)
+    code, out, err = run_cli(["bench", "--methods", "snn,slt,ann", "--results", str(db), "--report", str(tmp_path / "rep"), *TINY], capsys, monkeypatch)
     assert code == 0, err
     assert "slt" in out and "top-1 %" in out and "saving × SNN" in out
     assert (tmp_path / "rep" / "report.md").is_file() and (tmp_path / "rep" / "energy.png").stat().st_size > 0
@@ -62,7 +62,7 @@ def test_bench_table_and_report(tmp_path, capsys, monkeypatch):
     snn = next(r for r in rows if r["config"]["method"] == "snn")
     assert slt["metrics"]["energy_x_snn"] == pytest.approx(snn["metrics"]["energy_pj"] / slt["metrics"]["energy_pj"])
     code, out, _ = run_cli(["results", "export", str(db), "--format", "csv"], capsys, monkeypatch)
-    assert out.splitlines()[0].startswith("config_hash") and len(out.splitlines()) == 3
+    assert out.splitlines()[0].startswith("config_hash") and len(out.splitlines()) == 4
     # sjlt energy on the slt checkpoint: same counts as the bench, x SNN from the SNN beside it
     ckpt = Path(f"{db}.ckpt") / f"{slt['config_hash']}.pt"
     code, out, err = run_cli(["energy", "--checkpoint", str(ckpt), "--json", "--images", "360"], capsys, monkeypatch)
@@ -71,6 +71,13 @@ def test_bench_table_and_report(tmp_path, capsys, monkeypatch):
     assert data["report"]["energy_pj"] == pytest.approx(slt["metrics"]["energy_pj"], rel=1e-6)
     assert data["snn_reference"].endswith(f"{snn['config_hash']}.pt")
     assert data["x_snn"] == pytest.approx(slt["metrics"]["energy_x_snn"], rel=1e-6)
+    # an ANN checkpoint has no T in its config: its dense SNN is still found beside it
+    ann = next(r for r in rows if r["config"]["method"] == "ann")
+    ckpt = Path(f"{db}.ckpt") / f"{ann['config_hash']}.pt"
+    code, out, err = run_cli(["energy", "--checkpoint", str(ckpt), "--json", "--images", "360"], capsys, monkeypatch)
+    data = json.loads(out)
+    assert data["snn_reference"].endswith(f"{snn['config_hash']}.pt")
+    assert data["x_snn"] == pytest.approx(snn["metrics"]["energy_pj"] / ann["metrics"]["energy_pj"], rel=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,8 @@ from rich.table import Table
 
 from .app import app, err_console, out_console, setup_logging
 from .common import dump_json
+
+log = logging.getLogger("spikingjelly_lt")
 
 
 @app.command("energy")
@@ -55,11 +58,7 @@ def energy_command(
     report = count_energy(net, loader, cost, max_batches=max_batches)
     ann = count_energy(build_cell_model(replace(cfg, method="ann").normalized(), bundle), loader, cost, max_batches=1)
     if snn_checkpoint is None and checkpoint is not None:
-        # a bench checkpoint (R.db.ckpt/HASH.pt): the dense SNN of the same setting sits beside it
-        from ..results.store import config_hash
-
-        sibling = checkpoint.parent / f"{config_hash(replace(cfg, method='snn').normalized().to_dict())}.pt"
-        snn_checkpoint = sibling if sibling.is_file() else None
+        snn_checkpoint = _dense_snn_beside(checkpoint, cfg)
     if snn_checkpoint is not None:
         _, _, snn_net = load_trained(snn_checkpoint, data_dir)
         snn_source = str(snn_checkpoint)
@@ -85,3 +84,32 @@ def energy_command(
                   "–" if report.mean_firing_rate is None else f"{report.mean_firing_rate:.3f}", "", f"{report.energy_pj:.4g}")
     out_console.print(table)
     out_console.print(f"saving vs dense ANN: {x_ann:.3g}x   vs dense SNN: {x_snn:.3g}x  (SNN reference: {snn_source})")
+
+
+def _dense_snn_beside(checkpoint: Path, cfg) -> Path | None:
+    """The dense SNN of the same setting in a bench checkpoint folder (R.db.ckpt/HASH.pt).
+
+    A spiking cell names it by config hash. An ANN cell's config has no T or tau
+    (normalized away), so its SNN is the one done row of results file R.db whose setting
+    matches on everything else; with several (different T) none is chosen.
+    """
+    from ..results.report import SNN_SETTING
+    from ..results.store import ResultStore, config_hash
+
+    if cfg.timesteps is not None:
+        h = config_hash(replace(cfg, method="snn").normalized().to_dict())
+    else:
+        db = checkpoint.parent.with_name(checkpoint.parent.name.removesuffix(".ckpt"))
+        if checkpoint.parent.suffix != ".ckpt" or not db.is_file():
+            return None
+        mine = cfg.to_dict()
+        with ResultStore(db, create=False) as store:
+            found = [r["config_hash"] for r in store.rows("done") if r["config"].get("method") == "snn"
+                     and all(r["config"].get(k) == mine.get(k) for k in SNN_SETTING if k not in ("timesteps", "tau"))]
+        if len(found) != 1:
+            if found:
+                log.warning("energy: %d dense SNNs match %s (different T); pass --snn-checkpoint", len(found), checkpoint)
+            return None
+        h = found[0]
+    sibling = checkpoint.parent / f"{h}.pt"
+    return sibling if sibling.is_file() else None

@@ -134,7 +134,7 @@ def _fmt_value(v: Any) -> str:
 
 
 # Config keys a dense SNN baseline shares with the spiking cells it is compared with.
-_SNN_SETTING = ("arch", "dataset", "width", "timesteps", "tau", "v_threshold", "epochs", "batch_size",
+SNN_SETTING = ("arch", "dataset", "width", "timesteps", "tau", "v_threshold", "epochs", "batch_size",
                 "seed", "limit_train", "limit_test", "energy_model", "fc_bn")
 
 
@@ -145,7 +145,7 @@ def fill_snn_savings(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     of shards its baseline may have run elsewhere, so the ratio is recomputed here.
     """
     rows = list(rows)
-    key = lambda c: canonical_json({k: c.get(k) for k in _SNN_SETTING})  # noqa: E731
+    key = lambda c: canonical_json({k: c.get(k) for k in SNN_SETTING})  # noqa: E731
     snn = {
         key(r["config"]): r["metrics"]
         for r in rows
