@@ -108,7 +108,8 @@ def _dense_snn_beside(checkpoint: Path, cfg) -> Path | None:
                      and all(r["config"].get(k) == mine.get(k) for k in SNN_SETTING if k not in ("timesteps", "tau"))]
         if len(found) != 1:
             if found:
-                log.warning("energy: %d dense SNNs match %s (different T); pass --snn-checkpoint", len(found), checkpoint)
+                log.warning("energy: %d dense SNNs match %s (different T); pass --snn-checkpoint",
+                            len(found), checkpoint)
             return None
         h = found[0]
     sibling = checkpoint.parent / f"{h}.pt"
