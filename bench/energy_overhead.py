@@ -32,15 +32,15 @@ def measure(args) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    recipe = {"arch": args.arch, "method": args.method, "width": args.width, "timesteps": args.timesteps}
     if args.checkpoint:
         cfg, bundle, model = load_trained(args.checkpoint, args.data_dir or None)
         bundle = bundle.limited(None, args.images)
-        args.arch, args.method, args.width, args.timesteps = cfg.arch, cfg.method, cfg.width, cfg.timesteps
+        recipe = {k: getattr(cfg, k) for k in recipe}
     else:
         bundle = load_dataset(args.dataset, args.data_dir, limit_test=args.images)
-        model = build_model(arch=args.arch, method=args.method, width=args.width, input_size=bundle.test_x.shape[-1],
-                            timesteps=args.timesteps, v_threshold=args.v_threshold, fc_bn=True,
-                            in_channels=bundle.test_x.shape[1], num_classes=bundle.num_classes)
+        model = build_model(**recipe, input_size=bundle.test_x.shape[-1], v_threshold=args.v_threshold,
+                            fc_bn=True, in_channels=bundle.test_x.shape[1], num_classes=bundle.num_classes)
     size = bundle.test_x.shape[-1]
     loader = make_loader(bundle, "test", args.batch)
     dev = torch.device("cpu")
@@ -57,8 +57,7 @@ def measure(args) -> dict:
         counted.append(t2 - t1)
     energy = rep["energy"]
     return {
-        "arch": args.arch, "method": args.method, "width": args.width, "input_size": size,
-        "images": int(bundle.test_x.shape[0]), "batch": args.batch, "timesteps": args.timesteps,
+        **recipe, "input_size": size, "images": int(bundle.test_x.shape[0]), "batch": args.batch,
         "threads": args.threads, "torch": torch.__version__, "checkpoint": args.checkpoint,
         "top1": rep["top1"],
         "plain_s": plain, "counted_s": counted,

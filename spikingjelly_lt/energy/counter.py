@@ -146,8 +146,7 @@ def weight_stats(module: nn.Module) -> tuple[int, int, bool]:
     """
     a = effective_weight(module).abs()
     hi = a.max()
-    stats = torch.stack([torch.count_nonzero(a), torch.count_nonzero(a >= hi * (1 - 1e-6))]).tolist()
-    nz, at_top = stats
+    nz, at_top = torch.stack([torch.count_nonzero(a), torch.count_nonzero(a >= hi * (1 - 1e-6))]).tolist()
     return a.numel(), nz, nz > 1 and at_top == nz
 
 
