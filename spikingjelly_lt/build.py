@@ -1,91 +1,71 @@
-"""Build a model for (arch, method): the neuron, the architecture and the pruner.
+"""Build the model of a resolved cell: the architecture, its neurons, the pruner's parametrizations.
 
-This is the first step of the one-way flow arch + method -> model -> train -> measure.
+This is the first step of the one-way flow cell -> model -> train -> measure.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from . import plugins
-from .methods import Method, get_method
-from .pruners.common import check_sparsity
+from .cell import Cell
+from .methods import Resolved, resolve
 
-__all__ = ["ModelSpec", "build_model", "is_spiking"]
+__all__ = ["DataShape", "build_model", "neuron_options"]
 
 
-@dataclass
-class ModelSpec:
-    """Everything that decides a model's structure and initial weights."""
+@dataclass(frozen=True)
+class DataShape:
+    """What the data decides about a model: classes, input channels, input size."""
 
-    arch: str = "resnet19"
-    method: str = "binw-slt"
     num_classes: int = 10
     in_channels: int = 3
     input_size: int = 32
-    width: float = 1.0
-    timesteps: int = 4
-    sparsity: float = 0.5
-    tau: float = 2.0
-    v_threshold: float = 1.0
-    fc_bn: bool = False
-    learn_bn: bool = False
-    keep_first: bool = False
-    keep_last: bool = False
-    scope: str = "layer"
-    sign_gradient: str = "bireal"
-    seed: int = 0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    @classmethod
+    def of(cls, bundle) -> DataShape:
+        return cls(bundle.num_classes, bundle.in_channels, bundle.input_size)
 
 
-def is_spiking(method: Method | str) -> bool:
-    m = get_method(method) if isinstance(method, str) else method
-    return bool(getattr(plugins.lookup("neurons", m.neuron), "spiking", False))
+def neuron_options(cell: Cell) -> dict[str, Any]:
+    m = cell.model
+    return {"tau": m.tau, "v_threshold": m.v_threshold, "sign_gradient": m.sign_gradient, "impl": m.lif_impl}
 
 
-def build_model(spec: ModelSpec | None = None, **overrides) -> nn.Module:
-    """Build the network for ``spec`` and apply its method's pruner.
+def build_model(cell: Resolved | Cell | None = None, shape: DataShape | None = None, **values: Any) -> nn.Module:
+    """The network of ``cell`` on data of ``shape``, seeded, with its pruner applied.
 
-    IMP tickets start dense (the trainer prunes between rounds); supermask tickets
-    come back with frozen weights and trainable scores; dense methods train weights.
-    Spiking methods get ``timesteps`` T, ANN methods run single-step.
+    ``cell`` is normally a :class:`~spikingjelly_lt.methods.Resolved` (the trainer's);
+    a plain :class:`~spikingjelly_lt.cell.Cell` or keyword fields (``arch="vgg16",
+    method="snn", width=0.5, num_classes=10, input_size=32``) are resolved here.
+    Spiking methods get ``timesteps`` T; ANN methods run single-step. Supermask
+    tickets come back with frozen weights and trainable scores; IMP-style pruners with
+    all-ones masks that their rounds prune.
     """
-    spec = ModelSpec(**{**(asdict(spec) if spec else {}), **overrides})
-    method = get_method(spec.method)
-    neuron_factory = plugins.lookup("neurons", method.neuron)
-    builder = plugins.lookup("architectures", spec.arch)
-    pruner = plugins.lookup("pruners", method.search)
-    spiking = bool(getattr(neuron_factory, "spiking", False))
-    sparsity = check_sparsity(spec.sparsity) if method.sparse else 0.0
-    opts = {"tau": spec.tau, "v_threshold": spec.v_threshold, "sign_gradient": spec.sign_gradient}
+    shape_keys = {k: values.pop(k) for k in ("num_classes", "in_channels", "input_size") if k in values}
+    shape = DataShape(**{**(shape.__dict__ if shape else {}), **shape_keys})
+    if not isinstance(cell, Resolved):
+        base = cell if isinstance(cell, Cell) else Cell()
+        cell = resolve(base.replace(**values) if values else base)
+    elif values:
+        raise TypeError("pass field changes on the Cell, not beside a Resolved")
+    c = cell.cell
+    options = neuron_options(c)
 
     def neuron() -> nn.Module:
-        return neuron_factory(**opts)
+        return cell.neuron(**options)
 
-    torch.manual_seed(spec.seed)
-    model = builder(
+    torch.manual_seed(c.seed)
+    model = cell.architecture(
         neuron=neuron,
-        num_classes=spec.num_classes,
-        in_channels=spec.in_channels,
-        input_size=spec.input_size,
-        width=spec.width,
-        timesteps=spec.timesteps if spiking else None,
-        fc_bn=spec.fc_bn,
+        num_classes=shape.num_classes,
+        in_channels=shape.in_channels,
+        input_size=shape.input_size,
+        width=c.model.width,
+        timesteps=c.model.timesteps if cell.spiking else None,
+        fc_bn=c.model.fc_bn,
     )
-    if getattr(pruner, "search", None) == "imp":
-        return model
-    return pruner(
-        model,
-        sparsity,
-        weights=method.weights,
-        scope=spec.scope,
-        keep_first=spec.keep_first,
-        keep_last=spec.keep_last,
-        learn_bn=spec.learn_bn,
-        seed=spec.seed,
-    )
+    return cell.pruner.apply(model, c)

@@ -1,30 +1,34 @@
-"""Expand a benchmark request into cells, order them, and split them into shards."""
+"""Expand a benchmark request into resolved cells, and split them into shards."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import logging
 
+from .cell import Cell
 from .errors import UsageError
-from .methods import get_method
-from .results.store import config_hash
-from .training.config import CellConfig
+from .methods import BASELINES, Resolved, resolve
 
 __all__ = ["expand", "shard", "parse_shard"]
 
-# Baselines first: x SNN needs the dense SNN's energy before the other spiking cells.
-_FIRST = ("snn", "ann")
+log = logging.getLogger("spikingjelly_lt")
 
 
-def expand(base: CellConfig, methods, sparsities, seeds) -> list[CellConfig]:
-    """Every (method, sparsity, seed) cell, normalized and deduplicated, baselines first."""
-    cells: dict[str, CellConfig] = {}
+def expand(base: Cell, methods, sparsities, seeds) -> list[Resolved]:
+    """Every (method, sparsity, seed) cell, resolved and deduplicated.
+
+    Cells run in the order given, except that the dense ``snn`` of a seed runs before
+    the other cells of that seed (their ``x SNN`` saving needs its energy); a log line
+    says so when that moves a cell.
+    """
+    order = sorted(methods, key=lambda m: 0 if m == BASELINES[0] else 1)
+    if list(order) != list(methods):
+        log.info("running %s first: the other cells' x SNN saving needs its energy", BASELINES[0])
+    cells: dict[str, Resolved] = {}
     for seed in seeds:
-        for method in sorted(methods, key=lambda m: (_FIRST.index(m) if m in _FIRST else len(_FIRST))):
-            get_method(method)
+        for method in order:
             for sparsity in sparsities:
-                cell = replace(base, method=method, sparsity=float(sparsity), seed=int(seed))
-                cell = cell.validate().normalized()
-                cells.setdefault(config_hash(cell.to_dict()), cell)
+                r = resolve(base.replace(method=method, sparsity=float(sparsity), seed=int(seed)))
+                cells.setdefault(r.hash, r)
     return list(cells.values())
 
 
@@ -39,6 +43,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def shard(cells: list[CellConfig], i: int, n: int) -> list[CellConfig]:
-    """Cells of shard i of n: a deterministic split by config hash (independent of order)."""
-    return [c for c in cells if int(config_hash(c.to_dict()), 16) % n == i - 1]
+def shard(cells: list[Resolved], i: int, n: int) -> list[Resolved]:
+    """Cells of shard i of n: a deterministic split by cell hash (independent of order)."""
+    return [c for c in cells if int(c.hash, 16) % n == i - 1]

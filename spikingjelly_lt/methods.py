@@ -1,12 +1,22 @@
-"""The 12 method presets of the benchmark matrix (design 2.4): neuron x weights x search."""
+"""Method presets (design 2.4) and the one place a cell's names become objects.
+
+A method is a preset of three orthogonal plugin choices: neuron x weight kind x pruner.
+:func:`resolve` turns a :class:`~spikingjelly_lt.cell.Cell` into a :class:`Resolved`
+once, at the top of the flow: the neuron factory, the architecture builder, a fresh
+pruner object, whether the net spikes, and the cell's identity (the fields its
+components use, and their hash). Nothing below asks for a method by name again.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
-from .errors import UnknownNameError
+from .cell import Cell, cell_hash, knobs
+from .errors import UnknownNameError, UsageError
 
-__all__ = ["Method", "METHODS", "get_method", "DEFAULT_METHODS"]
+__all__ = ["Method", "METHODS", "DEFAULT_METHODS", "get_method", "resolve", "Resolved", "BASELINES",
+           "component_uses"]
 
 
 @dataclass(frozen=True)
@@ -14,12 +24,8 @@ class Method:
     name: str
     neuron: str  # a registered neuron
     weights: str  # 'fp32' | 'binary'
-    search: str  # a registered pruner: 'dense' | 'imp' | 'supermask' | third-party
+    pruner: str  # a registered pruner
     paper_name: str
-
-    @property
-    def sparse(self) -> bool:
-        return self.search != "dense"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,6 +43,9 @@ METHODS: dict[str, Method] = {
         Method("bnn-act-lt", "sign", "binary", "supermask", "MPT-1/1"),
         Method("snn", "lif", "fp32", "dense", "SNN"),
         Method("snn-imp", "lif", "fp32", "imp", "SNN LT (Kim et al.)"),
+        Method("snn-imp-et", "lif", "fp32", "imp-et", "SNN early-time LT (Kim et al.)"),
+        Method("snn-eb", "lif", "fp32", "eb", "SNN early-bird LT"),
+        Method("snn-gmp", "lif", "fp32", "gmp", "SNN gradual pruning (Zhu & Gupta)"),
         Method("slt", "lif", "fp32", "supermask", "SNN-ConnS (SLT)"),
         Method("binw-snn", "lif", "binary", "dense", "BinWSNN"),
         Method("binw-slt", "lif", "binary", "supermask", "BinW-SLT"),
@@ -44,6 +53,15 @@ METHODS: dict[str, Method] = {
 }
 
 DEFAULT_METHODS = ("ann", "bnn-lt", "bnn-act-lt", "snn", "snn-imp", "slt", "binw-slt")
+
+# The dense baselines every cell is compared with: cell.replace(method=...) of each.
+BASELINES = ("snn", "ann")
+
+# Cell keys a component reads when it does not say (conservative: they all count).
+_DEFAULT_USES = {
+    "neurons": ("model.tau", "model.v_threshold", "model.lif_impl", "model.sign_gradient"),
+    "architectures": ("model.fc_bn",),
+}
 
 
 def get_method(name: str) -> Method:
@@ -59,13 +77,103 @@ def get_method(name: str) -> Method:
 
     parts = name.split("/")
     if len(parts) == 3:
-        neuron, weights, search = parts
+        neuron, weights, pruner = parts
         plugins.lookup("neurons", neuron)
-        plugins.lookup("pruners", search)
+        plugins.lookup("pruners", pruner)
         if weights not in ("fp32", "binary"):
             raise UnknownNameError("weight kind", weights, ("fp32", "binary"))
-        return Method(name, neuron, weights, search, name)
+        return Method(name, neuron, weights, pruner, name)
     if name in plugins.registry("pruners"):
         return Method(name, "lif", "fp32", name, name)
-    valid = list(METHODS) + ["NEURON/WEIGHTS/PRUNER"] + [p for p in plugins.names("pruners") if p not in ("dense", "imp", "supermask")]
+    builtin = {m.pruner for m in METHODS.values()}
+    valid = list(METHODS) + ["NEURON/WEIGHTS/PRUNER"] + [p for p in plugins.names("pruners") if p not in builtin]
     raise UnknownNameError("method", name, valid)
+
+
+def component_uses(kind: str, obj: Any) -> tuple[str, ...]:
+    """The cell keys a neuron / architecture / pruner declares it reads (``uses``)."""
+    uses = getattr(obj, "uses", None)
+    return tuple(_DEFAULT_USES.get(kind, ()) if uses is None else uses)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A cell with its names resolved: what builds, trains and identifies it."""
+
+    cell: Cell
+    method: Method
+    neuron: Any  # factory(**options) -> nn.Module
+    spiking: bool
+    architecture: Any  # builder(*, neuron, num_classes, in_channels, input_size, width, ...)
+    pruner: Any  # a fresh Pruner for this cell
+    uses: frozenset[str]
+    plugins: dict[str, dict[str, str]]  # kind -> {name, plugin, distribution, version}
+
+    def key(self) -> dict[str, Any]:
+        """The cell's identity: every field that counts for its method, nested."""
+        out: dict[str, Any] = {}
+        for key, k in knobs().items():
+            if k.conditional and key not in self.uses:
+                continue
+            value = self.cell.get(key)
+            (out.setdefault(k.section, {}) if k.section else out)[k.name] = value
+        return out
+
+    @property
+    def hash(self) -> str:
+        return cell_hash(self.key())
+
+    def baseline(self, method: str) -> Resolved:
+        """The dense baseline of this cell: ``cell.replace(method=method)``, resolved."""
+        return resolve(self.cell.replace(method=method))
+
+    def baseline_hashes(self) -> dict[str, str]:
+        return {m: self.baseline(m).hash for m in BASELINES if m != self.method.name}
+
+    def describe(self) -> dict[str, Any]:
+        """The fully resolved cell as a result row stores it."""
+        return {
+            "cell": self.cell.to_dict(),
+            "key": self.key(),
+            "hash": self.hash,
+            "method": self.method.to_dict(),
+            "spiking": self.spiking,
+            "uses": sorted(self.uses),
+            "plugins": self.plugins,
+            "pruner_class": f"{type(self.pruner).__module__}.{type(self.pruner).__qualname__}",
+            "baselines": self.baseline_hashes(),
+        }
+
+
+def resolve(cell: Cell) -> Resolved:
+    """Look every name of ``cell`` up once and check what depends on the combination."""
+    from . import plugins
+    from .pruners.base import make_pruner
+
+    method = get_method(cell.method)
+    neuron = plugins.lookup("neurons", method.neuron)
+    arch = plugins.lookup("architectures", cell.model.arch)
+    plugins.lookup("datasets", cell.data.dataset)
+    plugins.lookup("energy_models", cell.energy_model)
+    try:
+        pruner = make_pruner(plugins.lookup("pruners", method.pruner), method.weights)
+    except UnknownNameError as exc:  # a weight kind the pruner does not support
+        raise UsageError(f"method {method.name!r}: {exc}") from None
+    spiking = bool(getattr(neuron, "spiking", False))
+    uses = set(component_uses("neurons", neuron)) | set(component_uses("architectures", arch))
+    uses |= set(component_uses("pruners", pruner))
+    if spiking:
+        uses.add("model.timesteps")
+    if getattr(pruner, "sparse", True):
+        uses.add("sparsity")
+    else:
+        uses.discard("sparsity")
+    unknown = uses - set(knobs())
+    if unknown:
+        raise UsageError(f"method {method.name!r} declares unknown cell keys {sorted(unknown)}")
+    return Resolved(cell, method, neuron, spiking, arch, pruner, frozenset(uses),
+                    {"neuron": plugins.entry_info("neurons", method.neuron),
+                     "pruner": plugins.entry_info("pruners", method.pruner),
+                     "architecture": plugins.entry_info("architectures", cell.model.arch),
+                     "dataset": plugins.entry_info("datasets", cell.data.dataset)})
+

@@ -26,6 +26,7 @@ __all__ = [
     "lookup",
     "names",
     "plugin_info",
+    "entry_info",
     "check_pending",
 ]
 
@@ -44,6 +45,8 @@ DEFAULT_PLUGINS = (
     "spikingjelly_lt.pruners.dense",
     "spikingjelly_lt.pruners.supermask",
     "spikingjelly_lt.pruners.imp",
+    "spikingjelly_lt.pruners.early",
+    "spikingjelly_lt.pruners.gmp",
     "spikingjelly_lt.models.resnet19",
     "spikingjelly_lt.models.vgg16",
     "spikingjelly_lt.data.builtin",
@@ -153,6 +156,13 @@ def lookup(kind: str, name: str):
     if name not in reg:
         raise UnknownNameError(_SINGULAR[kind], name, reg)
     return reg[name].obj
+
+
+def entry_info(kind: str, name: str) -> dict[str, str]:
+    """Who registered ``name`` for ``kind``: plugin, distribution and version (for result rows)."""
+    entry = registry(kind)[name]
+    dist, version = _distributions.get(entry.plugin, ("?", "?"))
+    return {"name": name, "plugin": entry.plugin, "distribution": dist, "version": version}
 
 
 def plugin_info() -> list[dict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .cell import Cell
 from .errors import UnknownNameError
 from .methods import DEFAULT_METHODS
 
@@ -22,7 +23,16 @@ class Profile:
     methods: tuple[str, ...]
     sparsities: tuple[float, ...]
     seeds: tuple[int, ...]
-    cell: dict = field(default_factory=dict)  # CellConfig fields
+    cell: dict = field(default_factory=dict)  # cell fields, dotted keys (see spikingjelly_lt.cell)
+
+    def base(self) -> Cell:
+        """The profile's cell (data set and recipe), before files, --set and options."""
+        return Cell().with_values({"data.dataset": self.dataset, **self.cell})
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "dataset": self.dataset,
+                "methods": list(self.methods), "sparsities": list(self.sparsities), "seeds": list(self.seeds),
+                "sets": dict(self.cell)}
 
 
 PROFILES: dict[str, Profile] = {
@@ -35,10 +45,10 @@ PROFILES: dict[str, Profile] = {
             methods=DEFAULT_METHODS,
             sparsities=(0.5,),
             seeds=(0,),
-            cell=dict(
-                width=0.25, timesteps=4, epochs=10, batch_size=64, lr=0.1, score_lr=0.1,
-                tau=2.0, v_threshold=0.5, fc_bn=True, learn_bn=True, imp_rounds=1, rewind_epoch=1,
-            ),
+            cell={
+                "model.width": 0.25, "model.timesteps": 4, "recipe.epochs": 10, "recipe.batch_size": 64, "recipe.lr": 0.1, "recipe.score_lr": 0.1,
+                "model.tau": 2.0, "model.v_threshold": 0.5, "model.fc_bn": True, "model.learn_bn": True, "recipe.imp_rounds": 1, "recipe.rewind_epoch": 1,
+            },
         ),
         Profile(
             "cpu",
@@ -48,11 +58,11 @@ PROFILES: dict[str, Profile] = {
             methods=DEFAULT_METHODS,
             sparsities=(0.5,),
             seeds=(0,),
-            cell=dict(
-                width=0.25, timesteps=4, epochs=5, batch_size=64, lr=0.1, score_lr=0.1,
-                tau=2.0, v_threshold=0.5, fc_bn=True, learn_bn=True, imp_rounds=1, rewind_epoch=1,
-                limit_train=6000,
-            ),
+            cell={
+                "model.width": 0.25, "model.timesteps": 4, "recipe.epochs": 5, "recipe.batch_size": 64, "recipe.lr": 0.1, "recipe.score_lr": 0.1,
+                "model.tau": 2.0, "model.v_threshold": 0.5, "model.fc_bn": True, "model.learn_bn": True, "recipe.imp_rounds": 1, "recipe.rewind_epoch": 1,
+                "data.limit_train": 6000,
+            },
         ),
         Profile(
             "paper",
@@ -61,10 +71,10 @@ PROFILES: dict[str, Profile] = {
             methods=DEFAULT_METHODS,
             sparsities=(0.5,),
             seeds=(0,),
-            cell=dict(
-                width=1.0, timesteps=4, epochs=200, batch_size=128, lr=0.1, score_lr=0.1,
-                tau=2.0, v_threshold=1.0, fc_bn=False, learn_bn=False, imp_rounds=3, rewind_epoch=1,
-            ),
+            cell={
+                "model.width": 1.0, "model.timesteps": 4, "recipe.epochs": 200, "recipe.batch_size": 128, "recipe.lr": 0.1, "recipe.score_lr": 0.1,
+                "model.tau": 2.0, "model.v_threshold": 1.0, "model.fc_bn": False, "model.learn_bn": False, "recipe.imp_rounds": 3, "recipe.rewind_epoch": 1,
+            },
         ),
     )
 }

@@ -9,13 +9,13 @@ cell continues from its last epoch checkpoint. A failing cell is recorded as
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .results.store import ResultStore, config_hash
-from .training.config import CellConfig
+from .methods import Resolved
+from .results.store import ResultStore
 from .training.distributed import dist_info, is_main
 from .training.metrics import environment
 from .training.trainer import CellFailed, run_cell
@@ -27,7 +27,7 @@ log = logging.getLogger("spikingjelly_lt")
 
 @dataclass
 class CellOutcome:
-    config: CellConfig
+    cell: Resolved
     hash: str
     status: str  # done | failed | skipped
     metrics: dict | None = None
@@ -49,19 +49,17 @@ def resolve_device(name: str) -> torch.device:
         raise UsageError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
 
 
-def _snn_energy(store: ResultStore, cell: CellConfig) -> float | None:
-    """The done dense SNN of the same setting, priced under this cell's cost model."""
-    if cell.method == "snn":
-        return None
-    ref = replace(cell, method="snn").normalized()
-    row = store.get(config_hash(ref.to_dict()))
+def _snn_energy(store: ResultStore, cell: Resolved) -> float | None:
+    """The done dense SNN of this cell (``cell.baseline("snn")``), priced under its cost model."""
+    h = cell.baseline_hashes().get("snn")
+    row = store.get(h) if h else None
     if not row or row["status"] != "done":
         return None
-    return (row["metrics"].get("energy_by_model") or {}).get(cell.energy_model)
+    return (row["metrics"].get("energy_by_model") or {}).get(cell.cell.energy_model)
 
 
 def run_matrix(
-    cells: list[CellConfig],
+    cells: list[Resolved],
     store: ResultStore,
     *,
     data_dir: str | None = None,
@@ -76,8 +74,8 @@ def run_matrix(
     env = {**environment(device), "world_size": dist_info().world, **(env_extra or {})}
     main = is_main()  # under torchrun only rank 0 writes results
     for index, cell in enumerate(cells):
-        config = cell.to_dict()
-        h = config_hash(config)
+        config = cell.cell.to_dict()
+        h = cell.hash
         if not rerun and store.is_done(h):
             row = store.get(h)
             outcomes.append(CellOutcome(cell, h, "skipped", row["metrics"]))
@@ -85,7 +83,7 @@ def run_matrix(
                 progress("skip", index=index, total=len(cells), config=config)
             continue
         if main:
-            store.begin(config, env)
+            store.begin(cell.key(), env, cell.describe())
         ckpt = checkpoint_dir / f"{h}.pt"
         if rerun and main and ckpt.exists():
             ckpt.unlink()
@@ -99,7 +97,7 @@ def run_matrix(
                 progress=(lambda event, _i=index, **info: progress(event, index=_i, total=len(cells), **info)) if progress else None,
             )
         except CellFailed as exc:
-            log.error("cell %s (%s) failed: %s", cell.method, h, exc)
+            log.error("cell %s (%s) failed: %s", cell.method.name, h, exc)
             if main:
                 store.fail(h, str(exc))
             outcomes.append(CellOutcome(cell, h, "failed", reason=str(exc)))

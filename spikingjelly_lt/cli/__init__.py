@@ -18,7 +18,7 @@ __all__ = ["app", "main", "err_console"]
 def main() -> None:
     from . import plugins_cmd  # noqa: F401  (registers commands)
 
-    for mod in ("bench", "energy", "results_cmd", "ticket"):
+    for mod in ("bench", "config_cmd", "energy", "results_cmd", "ticket"):
         try:
             __import__(f"{__name__}.{mod}")
         except ModuleNotFoundError as exc:

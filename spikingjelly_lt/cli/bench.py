@@ -17,36 +17,54 @@ from .common import dump_json, matrix_progress, parse_list, print_matrix
 DEFAULT_RESULTS = "sjlt-results.db"
 
 
-def _options_to_cells(*, arch, dataset, data_dir, methods, sparsity, epochs, timesteps, width,
-                      seeds, batch_size, profile, limit_train, energy_model):
-    from ..matrix import expand
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", help="KEY=VALUE for any cell field (repeatable; dotted, e.g. model.tau=1.5; `sjlt config show`).")]
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", help="TOML file of cell fields ([model] tau = 1.5), applied after the profile, before --set.")]
+
+
+def resolve_request(*, profile: str = "smoke", config: Path | None = None, sets: list[str] | None = None,
+                    options: dict | None = None, data_dir: str | None = None, check_data: bool = True):
+    """The base cell of a request and its profile: profile, then file, then ``--set``, then options.
+
+    ``options`` maps dotted keys to explicit option values (None = not given).
+    """
+    from ..cell import parse_assignment, read_config_file
     from ..profiles import get_profile
-    from ..training.config import CellConfig
 
     prof = get_profile(profile)
-    plugins.lookup("architectures", arch)
-    ds = dataset or prof.dataset
-    plugins.lookup("datasets", ds)
-    if ds != "digits" and not data_dir:
-        raise UsageError(f"dataset {ds!r} needs --data-dir (a folder holding the official python-format files)")
+    cell = prof.base()
+    if config is not None:
+        cell = cell.with_values(read_config_file(config))
+    if sets:
+        cell = cell.with_values(dict(parse_assignment(t) for t in sets), parse=True)
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    if given:
+        cell = cell.with_values(given)
+    plugins.lookup("architectures", cell.model.arch)
+    plugins.lookup("datasets", cell.data.dataset)
+    plugins.lookup("energy_models", cell.energy_model)
+    if check_data and cell.data.dataset != "digits" and not data_dir:
+        raise UsageError(f"dataset {cell.data.dataset!r} needs --data-dir (a folder holding the official python-format files)")
     if data_dir and not Path(data_dir).is_dir():
         raise UsageError(f"data dir {data_dir!r} does not exist")
+    return cell, prof
+
+
+def _options_to_cells(*, methods, sparsity, seeds, profile, config, sets, options, data_dir):
+    from ..matrix import expand
+
+    cell, prof = resolve_request(profile=profile, config=config, sets=sets, options=options, data_dir=data_dir)
     method_list = prof.methods if methods is None else (
         tuple(METHODS) if methods.strip() == "all" else parse_list(methods, "method list"))
-    cell = {**prof.cell, "arch": arch, "dataset": ds}
-    for key, value in (("epochs", epochs), ("timesteps", timesteps), ("width", width),
-                       ("batch_size", batch_size), ("limit_train", limit_train), ("energy_model", energy_model)):
-        if value is not None:
-            cell[key] = value
-    base = CellConfig.from_dict(cell)
     sparsities = parse_list(sparsity, "sparsity", float) if sparsity else list(prof.sparsities)
     seed_list = parse_list(seeds, "seed", int) if seeds else list(prof.seeds)
-    return expand(base, method_list, sparsities, seed_list), prof
+    return expand(cell, method_list, sparsities, seed_list), prof
 
 
 @app.command("bench")
 def bench_command(
-    arch: Annotated[str, typer.Option(help="Architecture (any registered: see `sjlt plugins`).")] = "resnet19",
+    arch: Annotated[str | None, typer.Option(help="Architecture (any registered: see `sjlt plugins`).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Data set (default: the profile's).")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Folder with cifar-10-batches-py / cifar-100-python.")] = None,
     methods: Annotated[str | None, typer.Option(help="Comma-separated methods, or 'all' (default: the profile's 7).")] = None,
@@ -66,8 +84,14 @@ def bench_command(
     report: Annotated[Path | None, typer.Option(help="Also write the markdown + PNG report here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's).")] = None,
+    sets: SetOption = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Run the LT vs BinW-SLT matrix and print who wins, at what energy and search cost."""
+    """Run the LT vs BinW-SLT matrix and print who wins, at what energy and search cost.
+
+    Recipe: the profile, then --config FILE.toml, then each --set KEY=VALUE, then the
+    explicit options (--epochs, --width, ...). `sjlt config show` prints the result.
+    """
     setup_logging()
     import torch
 
@@ -78,9 +102,11 @@ def bench_command(
     if threads:
         torch.set_num_threads(threads)
     cells, prof = _options_to_cells(
-        arch=arch, dataset=dataset, data_dir=data_dir, methods=methods, sparsity=sparsity, epochs=epochs,
-        timesteps=timesteps, width=width, seeds=seeds, batch_size=batch_size, profile=profile,
-        limit_train=limit_train, energy_model=energy_model)
+        methods=methods, sparsity=sparsity, seeds=seeds, profile=profile, config=config, sets=sets,
+        data_dir=data_dir, options={
+            "model.arch": arch, "data.dataset": dataset, "recipe.epochs": epochs, "model.timesteps": timesteps,
+            "model.width": width, "recipe.batch_size": batch_size, "data.limit_train": limit_train,
+            "energy_model": energy_model})
     if shard:
         i, n = parse_shard(shard)
         cells = shard_cells(cells, i, n)
@@ -101,10 +127,11 @@ def bench_command(
 
         err_console.print(f"report: {build_report(rows, report)}")
     if as_json:
-        typer.echo(dump_json([{"config_hash": o.hash, "status": o.status, "config": o.config.to_dict(),
+        typer.echo(dump_json([{"config_hash": o.hash, "status": o.status, "cell": o.cell.describe(),
                                "metrics": o.metrics, "reason": o.reason} for o in outcomes]))
     else:
-        print_matrix(rows, title=f"{arch} on {cells[0].dataset if cells else '?'} ({prof.name})")
+        first = cells[0].cell if cells else None
+        print_matrix(rows, title=f"{first.model.arch if first else '?'} on {first.data.dataset if first else '?'} ({prof.name})")
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         err_console.print(f"[red]{len(failed)} cell(s) failed[/red]; see the status column")
@@ -113,24 +140,28 @@ def bench_command(
 
 @app.command("train")
 def train_command(
-    arch: Annotated[str, typer.Option(help="Architecture.")] = "resnet19",
+    arch: Annotated[str | None, typer.Option(help="Architecture.")] = None,
     method: Annotated[str, typer.Option(help="Method preset (e.g. binw-slt) or NEURON/WEIGHTS/PRUNER.")] = "binw-slt",
     dataset: Annotated[str | None, typer.Option(help="Data set (default: the profile's).")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Data folder for CIFAR.")] = None,
-    sparsity: Annotated[float, typer.Option(help="Target sparsity (fraction removed).")] = 0.5,
+    sparsity: Annotated[float | None, typer.Option(help="Target sparsity (fraction removed; default: the profile's).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
     timesteps: Annotated[int | None, typer.Option(help="Time steps T.")] = None,
     width: Annotated[float | None, typer.Option(help="Width multiplier.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: the profile's first).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
     profile: Annotated[str, typer.Option(help="Recipe defaults: smoke | cpu | paper.")] = "smoke",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
     results: Annotated[Path, typer.Option(help="SQLite results file.")] = Path(DEFAULT_RESULTS),
     rerun: Annotated[bool, typer.Option("--rerun", help="Rerun if already done.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
+    sets: SetOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Train and measure one cell (the same code path as a cell of `sjlt bench`)."""
-    bench_command(arch=arch, dataset=dataset, data_dir=data_dir, methods=method, sparsity=str(sparsity),
-                  epochs=epochs, timesteps=timesteps, width=width, seeds=str(seed), batch_size=batch_size,
-                  profile=profile, device=device, results=results, limit_train=None, energy_model=None,
-                  rerun=rerun, shard=None, report=None, as_json=as_json, threads=None)
+    bench_command(arch=arch, dataset=dataset, data_dir=data_dir, methods=method,
+                  sparsity=None if sparsity is None else str(sparsity),
+                  epochs=epochs, timesteps=timesteps, width=width, seeds=None if seed is None else str(seed),
+                  batch_size=batch_size, profile=profile, device=device, results=results, limit_train=None,
+                  energy_model=None, rerun=rerun, shard=None, report=None, as_json=as_json, threads=None,
+                  sets=sets, config=config)

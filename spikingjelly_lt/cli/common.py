@@ -82,7 +82,7 @@ def matrix_progress(total_cells: int):
             c = info["config"]
             if current["task"] is not None:
                 progress.remove_task(current["task"])
-            epochs = info["epochs"] * (info["rounds"] + 1)
+            epochs = info["epochs"] * info["rounds"]
             name = f"{c['method']} s={c['sparsity']:g} seed={c['seed']}"
             current["task"] = progress.add_task(name, total=epochs * info["steps"], info="")
             progress.update(cells, info=f"running {name}")
@@ -105,7 +105,7 @@ def matrix_progress(total_cells: int):
             elif event == "start":
                 c = info["config"]
                 err_console.print(f"{tag} {c['method']} sparsity={c['sparsity']:g} seed={c['seed']}: "
-                                  f"{info['epochs']} epochs x {info['rounds'] + 1} round(s)", highlight=False)
+                                  f"{info['epochs']} epochs x {info['rounds']} round(s)", highlight=False)
             elif event == "epoch":
                 err_console.print(f"{tag}   round {info['round']} epoch {info['epoch']} loss {info['loss']:.3f} "
                                   f"acc {info['train_acc']:.3f} {info['images_per_s']:.0f} img/s", highlight=False)

@@ -23,6 +23,10 @@ def scaled(channels: int, width: float) -> int:
 
 
 class Network(nn.Module):
+    #: energy hint (read by ``spikingjelly_lt.energy``): the layers under these submodules
+    #: run once per image on the static image, so they cost MACs once, not T times.
+    energy_static: tuple[str, ...] = ("encoder",)
+
     def __init__(self, encoder: nn.Module, body: nn.Module, timesteps: int | None):
         super().__init__()
         self.encoder = encoder

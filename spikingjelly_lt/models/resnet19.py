@@ -69,6 +69,9 @@ def resnet19(
     return Network(encoder, nn.Sequential(*blocks, *head), timesteps)
 
 
+resnet19.uses = ("model.fc_bn",)  # cell keys the builder reads (see spikingjelly_lt.methods)
+
+
 @hookimpl
 def register_architectures(register):
     register("resnet19", resnet19)

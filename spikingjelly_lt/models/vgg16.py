@@ -46,6 +46,9 @@ def vgg16(
     return Network(encoder, nn.Sequential(*body), timesteps)
 
 
+vgg16.uses = ()  # cell keys the builder reads (see spikingjelly_lt.methods)
+
+
 @hookimpl
 def register_architectures(register):
     register("vgg16", vgg16)

@@ -21,16 +21,7 @@ SPIKING_NEURONS = frozenset({"lif", "if"})
 LIF_IMPLS = ("fast", "spikingjelly")
 
 
-def lif_impl() -> str:
-    """Which LIF implementation ``lif`` builds: ``SJLT_LIF_IMPL`` (default ``fast``)."""
-    import os
-
-    from ..errors import check_choice
-
-    return check_choice("LIF implementation (SJLT_LIF_IMPL)", os.environ.get("SJLT_LIF_IMPL", "fast"), LIF_IMPLS)
-
-
-def lif(*, tau: float = 2.0, v_threshold: float = 1.0, step_mode: str = "m", impl: str | None = None, **_) -> nn.Module:
+def lif(*, tau: float = 2.0, v_threshold: float = 1.0, step_mode: str = "m", impl: str = "fast", **_) -> nn.Module:
     """LIF: tau 2.0, threshold 1.0, hard reset to 0, ATan surrogate, detach_reset.
 
     ``impl='fast'`` (default) is :class:`~spikingjelly_lt.nn.fast_lif.FastLIFNode`, one
@@ -38,8 +29,9 @@ def lif(*, tau: float = 2.0, v_threshold: float = 1.0, step_mode: str = "m", imp
     and gradients equal to float32 rounding (tests compare them); ``'spikingjelly'``
     is SpikingJelly's ``LIFNode`` itself.
     """
-    impl = impl or lif_impl()
-    if impl == "fast":
+    from ..errors import check_choice
+
+    if check_choice("LIF implementation", impl, LIF_IMPLS) == "fast":
         from .fast_lif import FastLIFNode
 
         return FastLIFNode(
@@ -137,8 +129,9 @@ def register_neurons(register):
     register("relu", relu)
     register("sign", sign)
 
-# Whether a neuron emits spikes (so its network runs T steps in step mode 'm').
-lif.spiking = True
-if_node.spiking = True
-relu.spiking = False
-sign.spiking = False
+# Whether a neuron emits spikes (so its network runs T steps in step mode 'm'), and the
+# cell keys each reads (they enter the cell's identity; see spikingjelly_lt.methods).
+lif.spiking, lif.uses = True, ("model.tau", "model.v_threshold", "model.lif_impl")
+if_node.spiking, if_node.uses = True, ("model.v_threshold",)
+relu.spiking, relu.uses = False, ()
+sign.spiking, sign.uses = False, ("model.sign_gradient",)

@@ -10,9 +10,12 @@ supermask layers with a shared :class:`GlobalTopK`).
 
 Gradient (straight-through, both variants): ``dL/ds = (dL/dw_eff * W) * sign(s)``.
 
-The mask is cached on the score tensor's version counter, so it is computed once per
-score update: once per forward call (multi-step inputs see one weight for all T steps)
-and not again for evaluation passes between optimizer steps.
+The mask is a function of what it depends on (the scores' values, the sparsity, the
+device), computed when the weight is read: once per forward call (multi-step inputs see
+one weight for all T steps). Nothing is cached across forwards, so a write through
+``.data``, a new sparsity (a schedule) or a device move shows at the next forward. Under
+``torch.nn.utils.parametrize.cached()`` (evaluation) the whole weight is computed once.
+A global threshold is computed once per root forward (:meth:`GlobalTopK.attach`).
 """
 
 from __future__ import annotations
@@ -56,24 +59,44 @@ class _BinaryMaskSTE(torch.autograd.Function):
 
 
 class GlobalTopK:
-    """Shares one top-k threshold over the scores of several supermask layers."""
+    """Shares one top-k threshold over the scores of several supermask layers.
+
+    Outside a forward of the model it is attached to, every read recomputes the masks;
+    during one, they are computed once and shared by all member layers.
+    """
 
     def __init__(self, sparsity: float):
         self.sparsity = float(sparsity)
         self.members: list[Supermask] = []
-        self._key: tuple | None = None
-        self._masks: list[torch.Tensor] = []
+        self._memo: list[torch.Tensor] | None = None
+        self._in_forward = False
+
+    def attach(self, model: nn.Module) -> None:
+        """Memoize the masks for the duration of each forward call of ``model``."""
+        model.register_forward_pre_hook(self._begin)
+        model.register_forward_hook(self._end, always_call=True)
+
+    def _begin(self, *_) -> None:
+        self._memo, self._in_forward = None, True
+
+    def _end(self, *_) -> None:
+        self._memo, self._in_forward = None, False
+
+    def _masks(self) -> list[torch.Tensor]:
+        with torch.no_grad():
+            flat = torch.cat([m.scores.detach().abs().reshape(-1) for m in self.members])
+            mask = topk_mask(flat, keep_count(flat.numel(), self.sparsity))
+            return list(mask.split([m.scores.numel() for m in self.members]))
 
     def mask_for(self, member: Supermask) -> torch.Tensor:
-        key = tuple((id(m.scores), m.scores._version) for m in self.members)
-        if key != self._key:
-            with torch.no_grad():
-                flat = torch.cat([m.scores.detach().abs().reshape(-1) for m in self.members])
-                mask = topk_mask(flat, keep_count(flat.numel(), self.sparsity))
-                self._masks = list(mask.split([m.scores.numel() for m in self.members]))
-            self._key = key
+        if self._in_forward:
+            if self._memo is None:
+                self._memo = self._masks()
+            masks = self._memo
+        else:
+            masks = self._masks()
         i = next(i for i, m in enumerate(self.members) if m is member)
-        return self._masks[i].view_as(member.scores)
+        return masks[i].view_as(member.scores)
 
 
 class Supermask(nn.Module):
@@ -81,7 +104,7 @@ class Supermask(nn.Module):
 
     Args:
         shape: the weight's shape (scores get the same shape).
-        sparsity: fraction of weights removed, in [0, 1).
+        sparsity: fraction of weights removed, in [0, 1) (a schedule may change it).
         binary: use ``alpha * M * sign(W)`` (biprop / BinW-SLT) instead of ``W * M``.
         shared: a :class:`GlobalTopK` for one threshold over many layers (else layer-wise).
     """
@@ -95,19 +118,13 @@ class Supermask(nn.Module):
         self.shared = shared
         if shared is not None:
             shared.members.append(self)
-        self._cache_key: tuple | None = None
-        self._mask: torch.Tensor | None = None
 
     def mask(self) -> torch.Tensor:
-        """The current boolean mask (cached until the scores change)."""
+        """The current boolean mask: the top-k of ``|scores|`` at the current sparsity."""
         if self.shared is not None:
             return self.shared.mask_for(self)
-        key = (self.scores._version, self.scores.data_ptr())
-        if key != self._cache_key or self._mask is None:
-            with torch.no_grad():
-                self._mask = topk_mask(self.scores.abs(), keep_count(self.scores.numel(), self.sparsity))
-            self._cache_key = key
-        return self._mask
+        with torch.no_grad():
+            return topk_mask(self.scores.abs(), keep_count(self.scores.numel(), self.sparsity))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         mask = self.mask()

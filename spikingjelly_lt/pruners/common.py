@@ -1,11 +1,12 @@
-"""Shared helpers for pruners: which layers are prunable and how sparse they really are."""
+"""Shared helpers for pruners: which layers are prunable, the weight that runs, how sparse."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
-__all__ = ["prunable_layers", "effective_weight", "sparsity_report", "check_sparsity"]
+__all__ = ["prunable_layers", "effective_weight", "latent_weight", "sparsity_report", "check_sparsity"]
 
 
 def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -14,11 +15,16 @@ def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def effective_weight(module: nn.Module) -> torch.Tensor:
-    """The weight that actually runs (after parametrizations or ``prune`` masks)."""
+    """The weight that runs: every weight transform is a parametrization, so it is ``module.weight``."""
     with torch.no_grad():
-        if hasattr(module, "weight_mask") and hasattr(module, "weight_orig"):
-            return module.weight_orig * module.weight_mask
         return module.weight.detach()
+
+
+def latent_weight(module: nn.Module) -> torch.Tensor:
+    """The stored weight under the parametrizations (frozen, latent or surviving values)."""
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original
+    return module.weight
 
 
 def sparsity_report(model: nn.Module) -> dict:

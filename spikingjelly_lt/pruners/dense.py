@@ -6,13 +6,11 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .. import hookimpl
-from ..errors import UsageError, check_choice
 from ..nn.binary import BinaryWeight
+from .base import Pruner
 from .common import prunable_layers
 
-__all__ = ["dense", "binarize_weights", "WEIGHT_KINDS"]
-
-WEIGHT_KINDS = ("fp32", "binary")
+__all__ = ["DensePruner", "binarize_weights"]
 
 
 def binarize_weights(model: nn.Module, *, keep_first: bool = False, keep_last: bool = False) -> nn.Module:
@@ -25,19 +23,22 @@ def binarize_weights(model: nn.Module, *, keep_first: bool = False, keep_last: b
     return model
 
 
-def dense(model: nn.Module, sparsity: float = 0.0, *, weights: str = "fp32", keep_first=False, keep_last=False, **_):
-    """Train every weight; ``weights='binary'`` gives a BNN. Returns ``model``."""
-    check_choice("weight kind", weights, WEIGHT_KINDS)
-    if sparsity:
-        raise UsageError(f"sparsity {sparsity!r} with the dense pruner; dense keeps every weight (use 0)")
-    if weights == "binary":
-        binarize_weights(model, keep_first=keep_first, keep_last=keep_last)
-    return model
+class DensePruner(Pruner):
+    """Train every weight (one round, SGD); ``weights='binary'`` gives a BNN."""
 
+    sparse = False
 
-dense.search = "dense"
+    @property
+    def uses(self) -> tuple[str, ...]:
+        extra = ("model.keep_first", "model.keep_last") if self.weights == "binary" else ()
+        return ("recipe.lr", "recipe.weight_decay", *extra)
+
+    def apply(self, model: nn.Module, cell) -> nn.Module:
+        if self.weights == "binary":
+            binarize_weights(model, keep_first=cell.model.keep_first, keep_last=cell.model.keep_last)
+        return model
 
 
 @hookimpl
 def register_pruners(register):
-    register("dense", dense)
+    register("dense", DensePruner)

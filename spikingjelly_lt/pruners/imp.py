@@ -1,23 +1,26 @@
 """Iterative magnitude pruning with rewinding (Frankle & Carbin; Kim et al. ECCV'22).
 
-Each round prunes the smallest-magnitude fraction ``p`` of the *remaining* conv and
-linear weights globally (not BN, not biases) through ``torch.nn.utils.prune``, so
-pruned weights are exactly zero in every forward (mask, not penalty), then rewinds
-the surviving weights to their values at an early epoch. After K rounds the sparsity
-is ``1 - (1 - p)^K``, so ``p = 1 - (1 - sparsity)^(1/K)``.
+Each round trains, then prunes the smallest-magnitude fraction ``p`` of the *remaining*
+conv and linear weights globally (not BN, not biases), then rewinds the surviving
+weights to their values after ``rewind_epoch`` epochs of the first round. After K
+rounds the sparsity is ``1 - (1 - p)^K``, so ``p = 1 - (1 - sparsity)^(1/K)``; K pruning
+rounds are K + 1 training runs (the last one trains the ticket). ``rewind_lr`` also
+resumes the lr schedule at the rewind step (Frankle-style) instead of restarting it.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import Any
+
 from torch import nn
-from torch.nn.utils import prune
 
 from .. import hookimpl
-from ..errors import UsageError, check_choice
-from .common import check_sparsity, prunable_layers
+from ..errors import UsageError
+from . import magnitude
+from .base import Pruner, RoundEnd, TrainContext
+from .common import check_sparsity
 
-__all__ = ["imp", "round_rate", "prune_round", "rewind", "snapshot"]
+__all__ = ["IMPPruner", "round_rate"]
 
 
 def round_rate(sparsity: float, rounds: int) -> float:
@@ -28,43 +31,46 @@ def round_rate(sparsity: float, rounds: int) -> float:
     return 1.0 - (1.0 - sparsity) ** (1.0 / int(rounds))
 
 
-def prune_round(model: nn.Module, rate: float) -> nn.Module:
-    """Prune ``rate`` of the remaining weights globally by magnitude; returns ``model``."""
-    params = [(m, "weight") for _, m in prunable_layers(model)]
-    prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=float(rate))
-    return model
+class IMPPruner(Pruner):
+    """IMP: K prune-rewind rounds over global magnitude masks (parametrizations)."""
 
+    uses = ("sparsity", "recipe.lr", "recipe.weight_decay", "recipe.imp_rounds", "recipe.rewind_epoch",
+            "recipe.rewind_lr")
+    weight_kinds = ("fp32",)
 
-def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of the state to rewind to (weights keyed as the unpruned names)."""
-    return {k.replace("weight_orig", "weight"): v.detach().clone() for k, v in model.state_dict().items() if not k.endswith("_mask")}
+    def apply(self, model: nn.Module, cell) -> nn.Module:
+        self.sparsity = cell.sparsity
+        self.k = cell.recipe.imp_rounds
+        self.rate = round_rate(cell.sparsity, self.k)
+        self.rewind_epoch = min(cell.recipe.rewind_epoch, cell.recipe.epochs)
+        self.rewind_lr = cell.recipe.rewind_lr
+        return magnitude.add_masks(model)
 
+    def rounds(self, recipe) -> int:
+        return recipe.imp_rounds + 1
 
-def rewind(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    """Load ``state`` into the model, keeping the current masks (pruned stays zero)."""
-    own = model.state_dict()
-    with torch.no_grad():
-        for key, value in state.items():
-            target = key[: -len("weight")] + "weight_orig" if key.endswith("weight") and key[: -len("weight")] + "weight_orig" in own else key
-            own[target].copy_(value)
-    return model
+    def _maybe_snapshot(self, model: nn.Module, ctx: TrainContext) -> None:
+        if ctx.round == 0 and "rewind" not in self.state and ctx.epoch == self.rewind_epoch:
+            self.state["rewind"] = magnitude.snapshot(model)
 
+    def on_train_start(self, model: nn.Module, ctx: TrainContext) -> None:
+        self._maybe_snapshot(model, ctx)
 
-def imp(model: nn.Module, sparsity: float, *, weights: str = "fp32", rounds: int = 1, **_) -> nn.Module:
-    """One-shot form: prune to ``sparsity`` in ``rounds`` magnitude steps without training.
+    def on_epoch_end(self, model: nn.Module, ctx: TrainContext) -> bool:
+        self._maybe_snapshot(model, ctx)
+        return False
 
-    The trainer runs the real IMP (train, prune one round, rewind, repeat K times).
-    """
-    check_choice("weight kind", weights, ("fp32",))
-    rate = round_rate(sparsity, rounds)
-    for _ in range(int(rounds)):
-        prune_round(model, rate)
-    return model
+    def on_round_end(self, model: nn.Module, ctx: TrainContext) -> RoundEnd:
+        magnitude.prune_remaining(model, self.rate)
+        magnitude.rewind(model, self.state["rewind"])
+        return RoundEnd(start_epoch=self.rewind_epoch if self.rewind_lr else 0)
 
-
-imp.search = "imp"
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "rounds": self.k, "rate_per_round": self.rate,
+                "rewind_epoch": self.rewind_epoch,
+                "rewind": "weights+lr schedule" if self.rewind_lr else "weights (lr schedule restarts)"}
 
 
 @hookimpl
 def register_pruners(register):
-    register("imp", imp)
+    register("imp", IMPPruner)

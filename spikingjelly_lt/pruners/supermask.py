@@ -1,47 +1,45 @@
 """The ``supermask`` pruner: edge-popup (fp) or biprop / BinW-SLT (binary) tickets.
 
 Weights are re-drawn (Kaiming normal, fan_in, ReLU gain) and frozen; only the scores
-(and, with ``learn_bn``, BatchNorm affine parameters) train. ``bake`` removes the
-parametrizations and leaves plain layers holding the effective weight.
+(and, with ``learn_bn``, BatchNorm affine parameters) train, under Adam with no weight
+decay. Layers kept dense (``keep_first`` / ``keep_last``) train their weights under the
+weight optimizer (SGD). With a global threshold, ``ramp_epochs`` ramps the kept
+fraction from 0.5 down to the target over the first E epochs (biprop's cubic schedule).
+``bake`` removes the parametrizations and leaves plain layers holding the effective weight.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
 from .. import hookimpl
-from ..errors import check_choice
 from ..nn.supermask import GlobalTopK, Supermask
+from .base import ParamGroup, Pruner, TrainContext
 from .common import check_sparsity, prunable_layers
 
-__all__ = ["supermask", "bake", "score_parameters", "supermask_layers", "SCOPES"]
+__all__ = ["SupermaskPruner", "apply_supermask", "bake", "score_parameters", "supermask_layers", "SCOPES",
+           "ramp_kept_fraction"]
 
 SCOPES = ("layer", "global")
 
 
-def supermask(
-    model: nn.Module,
-    sparsity: float,
-    *,
-    weights: str = "binary",
-    scope: str = "layer",
-    keep_first: bool = False,
-    keep_last: bool = False,
-    learn_bn: bool = False,
-    **_,
-) -> nn.Module:
+def apply_supermask(model: nn.Module, sparsity: float, *, binary: bool = True, scope: str = "layer",
+                    keep_first: bool = False, keep_last: bool = False, learn_bn: bool = False) -> nn.Module:
     """Turn every prunable layer into a supermask layer; returns ``model``.
 
     Args:
         sparsity: fraction of weights removed per layer (or overall, ``scope='global'``).
-        weights: 'binary' (``alpha * M * sign(W)``) or 'fp32' (``W * M``).
+        binary: ``alpha * M * sign(W)`` (biprop / BinW-SLT), else ``W * M`` (edge-popup).
         keep_first / keep_last: leave the first / last layer dense and trainable.
         learn_bn: let BatchNorm affine parameters train (else they stay at 1 / 0).
     """
+    from ..errors import check_choice
+
     check_sparsity(sparsity)
-    check_choice("weight kind", weights, ("fp32", "binary"))
     check_choice("supermask scope", scope, SCOPES)
     shared = GlobalTopK(sparsity) if scope == "global" else None
     layers = prunable_layers(model)
@@ -57,10 +55,10 @@ def supermask(
             nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
             if module.bias is not None:
                 module.bias.zero_()
-        parametrize.register_parametrization(
-            module, "weight", Supermask(module.weight.shape, sparsity, weights == "binary", shared)
-        )
+        parametrize.register_parametrization(module, "weight", Supermask(module.weight.shape, sparsity, binary, shared))
         module.parametrizations.weight.original.requires_grad_(False)
+    if shared is not None:
+        shared.attach(model)
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
             m.weight.requires_grad_(learn_bn)
@@ -68,7 +66,52 @@ def supermask(
     return model
 
 
-supermask.search = "supermask"
+def ramp_kept_fraction(target_kept: float, t: float) -> float:
+    """biprop's cubic ramp: kept fraction at progress ``t`` in [0, 1], 0.5 at t=0, target at t>=1."""
+    t = min(max(float(t), 0.0), 1.0)
+    return target_kept + (0.5 - target_kept) * (1.0 - t) ** 3
+
+
+class SupermaskPruner(Pruner):
+    """Supermask search in one training run (edge-popup, biprop, BinW-SLT)."""
+
+    uses = ("sparsity", "recipe.score_lr", "recipe.ramp_epochs", "model.keep_first", "model.keep_last",
+            "model.learn_bn", "model.scope", "recipe.lr", "recipe.weight_decay")
+
+    def apply(self, model: nn.Module, cell) -> nn.Module:
+        m = cell.model
+        self.sparsity, self.scope = cell.sparsity, m.scope
+        self.ramp_epochs = cell.recipe.ramp_epochs if m.scope == "global" and cell.sparsity >= 0.5 else 0
+        return apply_supermask(model, cell.sparsity, binary=self.weights == "binary", scope=m.scope,
+                               keep_first=m.keep_first, keep_last=m.keep_last, learn_bn=m.learn_bn)
+
+    def param_groups(self, model: nn.Module, recipe) -> list[ParamGroup]:
+        scores = score_parameters(model)
+        ids = {id(p) for p in scores}
+        dense_ids: set[int] = set()
+        for _, module in prunable_layers(model):
+            if not parametrize.is_parametrized(module, "weight"):
+                dense_ids.update(id(p) for p in module.parameters(recurse=False) if p.requires_grad)
+        dense = [p for p in model.parameters() if id(p) in dense_ids]
+        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids and id(p) not in dense_ids]
+        groups = [ParamGroup(scores + rest, "adam", recipe.score_lr, 0.0, "scores")]
+        if dense:
+            groups.append(ParamGroup(dense, "sgd", recipe.lr, recipe.weight_decay, "kept-dense layers"))
+        return groups
+
+    def on_train_start(self, model: nn.Module, ctx: TrainContext) -> None:
+        self.on_step(model, ctx)
+
+    def on_step(self, model: nn.Module, ctx: TrainContext) -> None:
+        if not self.ramp_epochs:
+            return
+        progress = ctx.step / (self.ramp_epochs * ctx.steps_per_epoch)
+        kept = ramp_kept_fraction(1.0 - self.sparsity, progress)
+        for _, sm in supermask_layers(model):
+            sm.shared.sparsity = 1.0 - kept
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "scope": self.scope, "ramp_epochs": self.ramp_epochs}
 
 
 def supermask_layers(model: nn.Module) -> list[tuple[str, Supermask]]:
@@ -96,4 +139,4 @@ def bake(model: nn.Module) -> nn.Module:
 
 @hookimpl
 def register_pruners(register):
-    register("supermask", supermask)
+    register("supermask", SupermaskPruner)

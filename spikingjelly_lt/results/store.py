@@ -38,7 +38,7 @@ __all__ = [
 
 log = logging.getLogger("spikingjelly_lt")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 adds the ``cell`` column: the fully resolved cell of each row
 STATUSES = ("running", "done", "failed")
 EXPORT_FORMATS = ("jsonl", "csv")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -52,6 +52,7 @@ _COLUMNS = (
     "started_at",
     "finished_at",
     "env",
+    "cell",
 )
 _SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,7 +64,8 @@ CREATE TABLE results (
     reason      TEXT,
     started_at  TEXT,
     finished_at TEXT,
-    env         TEXT
+    env         TEXT,
+    cell        TEXT
 );
 CREATE INDEX results_status ON results (status);
 INSERT INTO meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
@@ -102,7 +104,7 @@ def _now() -> str:
 def _decode_row(raw: sqlite3.Row | tuple) -> dict[str, Any]:
     row = dict(zip(_COLUMNS, raw))
     row["config"] = json.loads(row["config"])
-    for key in ("metrics", "env"):
+    for key in ("metrics", "env", "cell"):
         row[key] = json.loads(row[key]) if row[key] else {}
     return row
 
@@ -210,8 +212,32 @@ class ResultStore:
                 f"{self.path}: results schema version {version} is newer than this "
                 f"spikingjelly-lt supports ({SCHEMA_VERSION}); upgrade spikingjelly-lt"
             )
-        if version < SCHEMA_VERSION:  # no older versions exist yet
+        if version < 1:
             raise UsageError(f"{self.path}: unknown results schema version {version}")
+        self._version = version
+        have = {r[1] for r in conn.execute("PRAGMA table_info(results)").fetchall()}
+        self._select = ", ".join(c if c in have else f"NULL AS {c}" for c in _COLUMNS)
+
+    def _upgrade(self) -> None:
+        """Schema 1 -> 2 before the first write: add the (nullable) ``cell`` column.
+
+        Rows written under schema 1 keep their flat, normalized config and read as before.
+        """
+        if self._version >= SCHEMA_VERSION:
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            have = {r[1] for r in self._conn.execute("PRAGMA table_info(results)").fetchall()}
+            if "cell" not in have:
+                self._conn.execute("ALTER TABLE results ADD COLUMN cell TEXT")
+            self._conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        log.info("%s: results schema upgraded from version %d to %d", self.path, self._version, SCHEMA_VERSION)
+        self._version = SCHEMA_VERSION
+        self._select = ", ".join(_COLUMNS)
 
     @staticmethod
     def _tables(conn: sqlite3.Connection) -> set[str]:
@@ -223,6 +249,7 @@ class ResultStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One committed transaction (BEGIN IMMEDIATE waits on the busy timeout)."""
+        self._upgrade()
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
@@ -246,17 +273,24 @@ class ResultStore:
 
     # -- cell lifecycle ----------------------------------------------------------------
 
-    def begin(self, config: dict[str, Any], env: dict[str, Any] | None = None) -> str:
-        """Mark the cell ``running`` (replacing any earlier row for it); return its hash."""
+    def begin(self, config: dict[str, Any], env: dict[str, Any] | None = None,
+              cell: dict[str, Any] | None = None) -> str:
+        """Mark the cell ``running`` (replacing any earlier row for it); return its hash.
+
+        ``config`` is the cell's identity (what is hashed); ``cell`` its full resolved
+        description (every field, the plugins and pruner that ran it, its baselines).
+        """
         h = config_hash(config)
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO results (config_hash, config, metrics, status, reason, started_at,"
-                " finished_at, env) VALUES (?, ?, NULL, 'running', NULL, ?, NULL, ?)"
+                " finished_at, env, cell) VALUES (?, ?, NULL, 'running', NULL, ?, NULL, ?, ?)"
                 " ON CONFLICT (config_hash) DO UPDATE SET config = excluded.config,"
                 " metrics = NULL, status = 'running', reason = NULL,"
-                " started_at = excluded.started_at, finished_at = NULL, env = excluded.env",
-                (h, canonical_json(config), _now(), canonical_json(env or {})),
+                " started_at = excluded.started_at, finished_at = NULL, env = excluded.env,"
+                " cell = excluded.cell",
+                (h, canonical_json(config), _now(), canonical_json(env or {}),
+                 None if cell is None else canonical_json(cell)),
             )
         log.debug("cell %s running", h)
         return h
@@ -297,7 +331,7 @@ class ResultStore:
     def get(self, h: str) -> dict[str, Any] | None:
         """The decoded row (config, metrics and env as dicts), or None."""
         row = self._conn.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM results WHERE config_hash = ?", (h,)
+            f"SELECT {self._select} FROM results WHERE config_hash = ?", (h,)
         ).fetchone()
         return _decode_row(row) if row else None
 
@@ -306,7 +340,7 @@ class ResultStore:
         return [_decode_row(r) for r in self._raw_rows(status)]
 
     def _raw_rows(self, status: str | None = None) -> list[tuple]:
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM results"
+        sql = f"SELECT {self._select} FROM results"
         args: tuple = ()
         if status is not None:
             check_choice("status", status, STATUSES)

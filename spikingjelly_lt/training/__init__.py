@@ -1,6 +1,5 @@
-"""Training one benchmark cell: config, trainer, checkpoints, metrics."""
+"""Training one benchmark cell: the trainer, checkpoints, metrics."""
 
-from .config import CellConfig
 from .trainer import CellFailed, run_cell
 
-__all__ = ["CellConfig", "CellFailed", "run_cell"]
+__all__ = ["CellFailed", "run_cell"]

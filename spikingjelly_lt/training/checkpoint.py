@@ -12,7 +12,7 @@ from ..errors import UsageError
 __all__ = ["save_checkpoint", "load_checkpoint", "FORMAT"]
 
 FORMAT = "spikingjelly-lt-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: pruner state and every mask in the model state (parametrizations)
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistInfo", "init_distributed", "dist_info", "is_main", "wrap_ddp", "broadcast_masks", "broadcast_buffers", "make_sampler"]
+__all__ = ["DistInfo", "init_distributed", "dist_info", "is_main", "wrap_ddp", "broadcast_buffers", "make_sampler"]
 
 
 @dataclass(frozen=True)
@@ -60,15 +60,6 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
 
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
-
-
-def broadcast_masks(model: nn.Module) -> None:
-    """Make rank 0's pruning masks (``*_mask`` buffers) everyone's."""
-    if not dist_info().enabled:
-        return
-    for name, buf in model.named_buffers():
-        if name.endswith("_mask"):
-            dist.broadcast(buf, src=0)
 
 
 def broadcast_buffers(model: nn.Module) -> None:

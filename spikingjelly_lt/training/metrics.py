@@ -10,10 +10,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from .._sj import base
-from ..pruners.common import effective_weight, prunable_layers
+from ..energy.storage import model_storage  # one storage description (energy/storage.py)
 
 __all__ = ["FiringRateMonitor", "model_storage", "environment"]
 
@@ -61,40 +60,6 @@ class FiringRateMonitor:
         return float(sum(float(s) for s in self._sums.values())) / total if total else None
 
 
-def model_storage(model: nn.Module, weights: str, from_seed: bool = False) -> dict:
-    """Bits needed to ship the weights that run, and bits per running weight.
-
-    fp32 layers: 32 bits per kept weight, plus 1 mask bit per weight when pruned.
-    binary layers: 1 sign bit per weight, plus 1 mask bit when pruned, plus a 32-bit
-    alpha (sign bits are dropped when the frozen weights regrow from the seed).
-    Every other parameter and buffer that the forward pass uses (BN, biases) is 32 bits.
-    """
-    bits = 0
-    counted: set[int] = set()
-    weight_numel = 0
-    for _, module in prunable_layers(model):
-        w = effective_weight(module)
-        numel, kept = w.numel(), int(torch.count_nonzero(w))
-        weight_numel += numel
-        pruned = kept < numel
-        is_param = parametrize.is_parametrized(module, "weight")
-        if weights == "binary" and is_param:
-            bits += (0 if from_seed else numel) + (numel if pruned else 0) + 32
-        else:
-            bits += 32 * kept + (numel if pruned else 0)
-        if is_param:
-            counted.update(id(t) for t in module.parametrizations.weight.parameters())
-            counted.add(id(module.parametrizations.weight.original))
-        for name in ("weight", "weight_orig", "weight_mask"):
-            t = getattr(module, name, None)
-            if isinstance(t, torch.Tensor):
-                counted.add(id(t))
-    for t in list(model.parameters()) + list(model.buffers()):
-        if id(t) not in counted and t.dtype.is_floating_point:
-            bits += 32 * t.numel()
-    return {"model_bytes": bits // 8, "weight_bits": 1 if weights == "binary" else 32, "weights": weight_numel}
-
-
 def _commit() -> str:
     try:
         root = Path(__file__).resolve().parents[2]
@@ -125,7 +90,6 @@ def environment(device: torch.device) -> dict:
         "threads": torch.get_num_threads(),
         "host_cpus": os.cpu_count(),
         "commit": _commit(),
-        "lif_impl": __import__("spikingjelly_lt.nn.neurons", fromlist=["lif_impl"]).lif_impl(),
     }
 
 

@@ -1,9 +1,10 @@
-"""Train and measure one benchmark cell (design 2.2, 2.4).
+"""Train and measure one benchmark cell (design 2.2, 2.4, 2.7).
 
-Flow: data -> model (arch + method) -> train (IMP: K rounds with rewinding) ->
-measure (top-1, achieved sparsity, firing rates, energy, storage, speed). Seeded and
-deterministic on CPU; an atomic checkpoint at each epoch end lets an interrupted
-cell continue where it stopped. A non-finite loss raises :class:`CellFailed`.
+Flow: data -> model (the resolved cell) -> train (the pruner's lifecycle: rounds,
+epochs, steps; the trainer knows no pruner by name) -> measure (top-1, achieved
+sparsity, firing rates, energy, storage, speed). Seeded and deterministic on CPU; an
+atomic checkpoint at each epoch end (model, optimizers, schedules, pruner state) lets
+an interrupted cell continue where it stopped. A non-finite loss raises :class:`CellFailed`.
 """
 
 from __future__ import annotations
@@ -11,27 +12,27 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn.utils import prune
+from torch.nn.utils import parametrize
 
 from .. import plugins
 from .._sj import reset_net
-from ..build import build_model
+from ..build import DataShape, build_model
+from ..cell import Cell
 from ..data import load_dataset, make_loader
 from ..energy.counter import EnergyCounter, count_energy, energy_under
-from ..methods import get_method
-from ..pruners import imp as imp_ops
+from ..methods import Resolved, resolve
+from ..pruners.base import ParamGroup, TrainContext
 from ..pruners.common import effective_weight, prunable_layers, sparsity_report
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import CellConfig
-from .distributed import broadcast_buffers, broadcast_masks, init_distributed, make_sampler, wrap_ddp
+from .distributed import broadcast_buffers, init_distributed, make_sampler, wrap_ddp
 from .metrics import FiringRateMonitor, evaluating, model_storage
 
-__all__ = ["run_cell", "CellFailed", "Progress", "build_cell_model", "evaluate", "mask_digest", "load_trained"]
+__all__ = ["run_cell", "CellFailed", "Progress", "evaluate", "mask_digest", "load_trained", "Optimizers"]
 
 log = logging.getLogger("spikingjelly_lt")
 
@@ -46,30 +47,61 @@ def _noop(event: str, **info) -> None:
     pass
 
 
-def build_cell_model(cfg: CellConfig, bundle) -> nn.Module:
-    """The cell's model on ``bundle``'s data (arch + method + recipe)."""
-    return build_model(cfg.model_spec(bundle))
+class Optimizers:
+    """One optimizer + cosine schedule per optimizer kind of the pruner's parameter groups."""
 
+    KINDS = {
+        "sgd": lambda groups: torch.optim.SGD(groups, momentum=0.9),
+        "adam": lambda groups: torch.optim.Adam(groups),
+    }
 
-def _optimizer(model: nn.Module, cfg: CellConfig, steps: int):
-    """Adam + cosine for supermask search (scores), SGD momentum + cosine for weights."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if get_method(cfg.method).search == "supermask":
-        opt = torch.optim.Adam(params, lr=cfg.score_lr, weight_decay=0.0)
-    else:
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
-    return opt, sched
+    def __init__(self, groups: list[ParamGroup], total_steps: int, start_step: int = 0) -> None:
+        by_kind: dict[str, list[dict]] = {}
+        for g in groups:
+            if g.optimizer not in self.KINDS:
+                raise CellFailed(f"param group {g.name!r} asks for optimizer {g.optimizer!r}; valid: {', '.join(self.KINDS)}")
+            if g.params:
+                by_kind.setdefault(g.optimizer, []).append(
+                    {"params": g.params, "lr": g.lr, "weight_decay": g.weight_decay})
+        self.opts = [self.KINDS[kind](gs) for kind, gs in by_kind.items()]
+        self.scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(1, total_steps)) for o in self.opts]
+        for _ in range(start_step):  # Frankle-style rewinding: resume the schedule at step k
+            for s in self.scheds:
+                s.step()
+
+    def zero_grad(self) -> None:
+        for o in self.opts:
+            o.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        for o, s in zip(self.opts, self.scheds):
+            o.step()
+            s.step()
+
+    def lr(self) -> list[float]:
+        return [s.get_last_lr()[0] for s in self.scheds]
+
+    def state_dict(self) -> dict:
+        return {"optimizers": [o.state_dict() for o in self.opts], "schedulers": [s.state_dict() for s in self.scheds]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for o, sd in zip(self.opts, state["optimizers"]):
+            o.load_state_dict(sd)
+        for s, sd in zip(self.scheds, state["schedulers"]):
+            s.load_state_dict(sd)
 
 
 def evaluate(model: nn.Module, loader, device: torch.device, energy_model: str | None = None):
-    """Top-1, neuron firing rates and (optionally) energy counts in one eval pass."""
+    """Top-1, neuron firing rates and (optionally) energy counts in one eval pass.
+
+    Parametrized weights (masks, binary weights) are computed once for the whole pass.
+    """
     spiking = getattr(model, "timesteps", None) is not None
     correct = total = 0
     counter = EnergyCounter(model, energy_model) if energy_model else None
     monitor = FiringRateMonitor(model)
     start = time.perf_counter()
-    with evaluating(model), monitor:
+    with evaluating(model), monitor, parametrize.cached():
         if counter:
             counter.__enter__()
         try:
@@ -99,24 +131,27 @@ def mask_digest(model: nn.Module) -> str:
 
     h = hashlib.sha256()
     for name, module in prunable_layers(model):
-        w = effective_weight(module)
         h.update(name.encode())
-        h.update((w != 0).cpu().numpy().tobytes())
+        h.update((effective_weight(module) != 0).cpu().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
-def _apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
-    modules = dict(model.named_modules())
-    for name, mask in masks.items():
-        prune.custom_from_mask(modules[name], "weight", mask)
+def _batches(loader, device: torch.device) -> Callable[[int], Iterator]:
+    """``take(n)``: the first ``n`` images of the training set in a fixed order, in batches."""
 
+    def take(n: int):
+        left = n
+        for x, y in loader:
+            if left <= 0:
+                break
+            yield x[:left].to(device), y[:left].to(device)
+            left -= y.shape[0]
 
-def _masks(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {n: m.weight_mask.detach().clone() for n, m in prunable_layers(model) if hasattr(m, "weight_mask")}
+    return take
 
 
 def run_cell(
-    cfg: CellConfig,
+    cell: Resolved | Cell,
     *,
     data_dir: str | None = None,
     device: str | torch.device = "cpu",
@@ -127,57 +162,67 @@ def run_cell(
     """Train and measure one cell; returns its metrics dict (design 2.4).
 
     ``checkpoint``: where to keep the epoch-end checkpoint; if it exists for the same
-    config, training continues from it. ``snn_energy_pj``: the dense SNN's energy for
-    the same arch/data (same cost model), to report the saving ``x SNN``.
+    cell, training continues from it. ``snn_energy_pj``: the dense SNN's energy for the
+    same setting (same cost model), to report the saving ``x SNN``.
 
     Under torchrun each rank trains on ``batch_size / world`` images of every global
     batch; only rank 0 reports progress and writes the checkpoint.
     """
-    cfg = cfg.validate().normalized()
+    r = cell if isinstance(cell, Resolved) else resolve(cell)
+    c, recipe, pruner = r.cell, r.cell.recipe, r.pruner
     device = torch.device(device)
     ddp = init_distributed(device)
     progress = (progress or _noop) if ddp.rank == 0 else _noop
-    if cfg.batch_size % ddp.world:
-        raise CellFailed(f"batch size {cfg.batch_size} is not divisible by the {ddp.world} processes")
-    method = get_method(cfg.method)
-    pruner = plugins.lookup("pruners", method.search)
-    iterative = getattr(pruner, "search", None) == "imp"
-    rounds = cfg.imp_rounds if iterative else 0
-    bundle = load_dataset(cfg.dataset, data_dir, limit_train=cfg.limit_train, limit_test=cfg.limit_test)
-    train_loader = make_loader(bundle, "train", cfg.batch_size // ddp.world, seed=cfg.seed, drop_last=True,
-                               sampler=make_sampler(len(bundle.train_y), cfg.seed))
+    if recipe.batch_size % ddp.world:
+        raise CellFailed(f"batch size {recipe.batch_size} is not divisible by the {ddp.world} processes")
+    bundle = load_dataset(c.data.dataset, data_dir, limit_train=c.data.limit_train, limit_test=c.data.limit_test)
+    train_loader = make_loader(bundle, "train", recipe.batch_size // ddp.world, seed=c.seed, drop_last=True,
+                               sampler=make_sampler(len(bundle.train_y), c.seed))
     test_loader = make_loader(bundle, "test", 256)
     if len(train_loader) == 0:
-        raise CellFailed(f"batch size {cfg.batch_size} exceeds the {bundle.train_x.shape[0]} training images")
+        raise CellFailed(f"batch size {recipe.batch_size} exceeds the {bundle.train_x.shape[0]} training images")
+    steps = len(train_loader)
+    total_steps = recipe.epochs * steps
 
-    model = build_cell_model(cfg, bundle).to(device)
-    rate = imp_ops.round_rate(cfg.sparsity, rounds) if iterative else 0.0
-    rewind_epoch = min(cfg.rewind_epoch, cfg.epochs)
-    state = {"round": 0, "epoch": 0, "elapsed": 0.0, "images": 0, "rewind": None, "history": []}
-    opt, sched = _optimizer(model, cfg, cfg.epochs * len(train_loader))
+    model = build_model(r, DataShape.of(bundle)).to(device)
+    rounds = pruner.rounds(recipe)
+    key = r.key()
+    state = {"round": 0, "epoch": 0, "elapsed": 0.0, "images": 0, "history": [], "round_start_epoch": 0}
+    opts = Optimizers(pruner.param_groups(model, recipe), total_steps)
     if checkpoint and Path(checkpoint).exists():
         ck = load_checkpoint(checkpoint)
-        if ck.get("config") != cfg.to_dict():
-            raise CellFailed(f"checkpoint {checkpoint} belongs to another config; move it away")
-        _apply_masks(model, ck["masks"])
+        if ck.get("key") != key:
+            raise CellFailed(f"checkpoint {checkpoint} belongs to another cell; move it away")
+        pruner.load_state_dict(ck["pruner"])
         model.load_state_dict(ck["model"])
-        opt, sched = _optimizer(model, cfg, cfg.epochs * len(train_loader))
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        state.update({k: ck[k] for k in ("round", "epoch", "elapsed", "images", "rewind", "history")})
-        log.info("resuming %s from round %d epoch %d", cfg.method, state["round"], state["epoch"])
-    spiking = model.timesteps is not None
+        if "timesteps" in ck:
+            model.timesteps = ck["timesteps"]
+        opts = Optimizers(pruner.param_groups(model, recipe), total_steps)
+        opts.load_state_dict(ck["optimizers"])
+        state.update({k: ck[k] for k in state})
+        log.info("resuming %s from round %d epoch %d", c.method, state["round"], state["epoch"])
+    spiking = r.spiking
     train_model = wrap_ddp(model, device)
     checkpoint = checkpoint if ddp.rank == 0 else None
-    progress("start", config=cfg.to_dict(), rounds=rounds, epochs=cfg.epochs, steps=len(train_loader))
+    ctx = TrainContext(cell=c, rounds=rounds, steps_per_epoch=steps, history=state["history"], device=device,
+                       train_batches=_batches(make_loader(bundle, "train", 256, shuffle=False, augment=False), device))
 
-    while state["round"] <= rounds:
-        if state["rewind"] is None and rewind_epoch == 0 and iterative:
-            state["rewind"] = imp_ops.snapshot(model)
-        while state["epoch"] < cfg.epochs:
+    def save(**extra) -> None:
+        if checkpoint:
+            save_checkpoint(checkpoint, {"key": key, "cell": c.to_dict(), "model": model.state_dict(), "optimizers": opts.state_dict(),
+                                         "pruner": pruner.state_dict(), "timesteps": getattr(model, "timesteps", None),
+                                         **state, **extra})
+
+    progress("start", config=c.to_dict(), rounds=rounds, epochs=recipe.epochs, steps=steps)
+    while state["round"] < rounds:
+        ctx.round, ctx.epoch, ctx.step = state["round"], state["epoch"], state["epoch"] * steps
+        if state["epoch"] == state["round_start_epoch"]:
+            pruner.on_train_start(model, ctx)
+        stop = False
+        while state["epoch"] < recipe.epochs and not stop:
             epoch = state["epoch"]
             model.train()
-            train_loader.set_epoch(state["round"] * cfg.epochs + epoch)
+            train_loader.set_epoch(state["round"] * recipe.epochs + epoch)
             t0 = time.perf_counter()
             loss_sum, seen, correct = torch.zeros(()), 0, torch.zeros((), dtype=torch.long)
             for step, (x, y) in enumerate(train_loader):
@@ -186,56 +231,56 @@ def run_cell(
                 loss = nn.functional.cross_entropy(out, y)
                 if not torch.isfinite(loss):
                     raise CellFailed(f"non-finite loss ({loss.item()}) at round {state['round']} epoch {epoch + 1} step {step + 1}")
-                opt.zero_grad(set_to_none=True)
+                opts.zero_grad()
                 loss.backward()
-                opt.step()
-                sched.step()
+                opts.step()
                 if spiking:
                     reset_net(model)
+                ctx.step += 1
+                pruner.on_step(model, ctx)
                 loss_sum += loss.detach() * y.numel()
                 correct += (out.detach().argmax(1) == y).sum()
                 seen += y.numel()
-                progress("step", step=step + 1, steps=len(train_loader))
+                progress("step", step=step + 1, steps=steps)
             dt = time.perf_counter() - t0
             state["elapsed"] += dt
             state["images"] += seen * ddp.world
-            state["epoch"] = epoch + 1
-            broadcast_buffers(model)  # BN running stats: rank 0's on every rank
+            state["epoch"] = ctx.epoch = epoch + 1
+            broadcast_buffers(model)  # BN running stats and masks: rank 0's on every rank
             row = {"round": state["round"], "epoch": epoch + 1, "loss": float(loss_sum) / seen,
-                   "train_acc": float(correct) / seen, "images_per_s": seen / dt}
+                   "train_acc": float(correct) / seen, "images_per_s": seen / dt, "lr": opts.lr()}
             state["history"].append(row)
             progress("epoch", **row)
-            if iterative and state["rewind"] is None and state["epoch"] == rewind_epoch:
-                state["rewind"] = imp_ops.snapshot(model)
-            if checkpoint:
-                save_checkpoint(checkpoint, {
-                    "config": cfg.to_dict(), "model": model.state_dict(), "masks": _masks(model),
-                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), **state})
-        if state["round"] == rounds:
+            stop = bool(pruner.on_epoch_end(model, ctx))
+            broadcast_buffers(model)
+            save()
+        if state["round"] == rounds - 1:
             break
-        imp_ops.prune_round(model, rate)  # prune p of the remaining weights, then rewind
-        broadcast_masks(model)
-        imp_ops.rewind(model, state["rewind"])
-        train_model = wrap_ddp(model, device)  # new parameters (weight_orig) after pruning
-        state["round"] += 1
-        state["epoch"] = 0
-        opt, sched = _optimizer(model, cfg, cfg.epochs * len(train_loader))
-        progress("round", round=state["round"], rounds=rounds, sparsity=sparsity_report(model)["sparsity"])
+        plan = pruner.on_round_end(model, ctx)  # prune, rewind
+        broadcast_buffers(model)
+        start = min(max(int(plan.start_epoch), 0), recipe.epochs)
+        state.update(round=state["round"] + 1, epoch=start, round_start_epoch=start)
+        opts = Optimizers(pruner.param_groups(model, recipe), total_steps, start_step=start * steps)
+        train_model = wrap_ddp(model, device)
+        progress("round", round=state["round"], rounds=rounds - 1, sparsity=sparsity_report(model)["sparsity"])
+        save()
 
-    result = evaluate(model, test_loader, device, cfg.energy_model)
+    result = evaluate(model, test_loader, device, c.energy_model)
     report = result.pop("energy")
-    storage = model_storage(model, method.weights)
-    ann_pj = _ann_reference_pj(cfg, bundle, test_loader)
+    storage = model_storage(model, r.method.weights)
+    ann_pj = _ann_reference_pj(r, bundle, test_loader)
     pj = report.energy_pj
     metrics = {
-        **{k: v for k, v in result.items()},
+        **result,
         "sparsity": sparsity_report(model)["sparsity"],
         "train_seconds": state["elapsed"],
         "time_to_ticket_s": state["elapsed"],
         "images_per_s": state["images"] / state["elapsed"] if state["elapsed"] > 0 else None,
         "epochs_run": len(state["history"]),
-        "imp_rounds": rounds,
+        "rounds": rounds,
+        "imp_rounds": rounds - 1,
         "history": state["history"],
+        "pruner": pruner.describe(),
         **storage,
         "energy_model": report.model,
         "energy_pj": pj,
@@ -253,33 +298,28 @@ def run_cell(
         "mask_digest": mask_digest(model),
         "params": sum(p.numel() for p in model.parameters()),
     }
-    for key, value in list(metrics.items()):
+    for k, value in list(metrics.items()):
         if isinstance(value, float) and not math.isfinite(value):
-            metrics[key] = None
+            metrics[k] = None
     progress("done", top1=metrics["top1"])
-    if checkpoint:
-        save_checkpoint(checkpoint, {
-            "config": cfg.to_dict(), "model": model.state_dict(), "masks": _masks(model),
-            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), **state, "finished": True})
+    save(finished=True)
     return metrics
 
 
 def load_trained(checkpoint: str | Path, data_dir: str | None = None):
-    """(config, data bundle, model) rebuilt from a trainer checkpoint, weights and masks loaded."""
+    """(resolved cell, data bundle, model) rebuilt from a trainer checkpoint, weights and masks loaded."""
     ck = load_checkpoint(checkpoint)
-    cfg = CellConfig.from_dict(ck["config"])
-    bundle = load_dataset(cfg.dataset, data_dir, limit_train=cfg.limit_train, limit_test=cfg.limit_test)
-    model = build_cell_model(cfg, bundle)
-    _apply_masks(model, ck.get("masks") or {})
+    cell = Cell.from_dict(ck["cell"]) if "cell" in ck else Cell.from_dict(ck["key"])
+    r = resolve(cell)
+    bundle = load_dataset(cell.data.dataset, data_dir, limit_train=cell.data.limit_train,
+                          limit_test=cell.data.limit_test)
+    model = build_model(r, DataShape.of(bundle))
     model.load_state_dict(ck["model"])
-    return cfg, bundle, model
+    return r, bundle, model
 
 
-def _ann_reference_pj(cfg: CellConfig, bundle, test_loader) -> float:
-    """Energy of the dense ANN of the same arch/width/data (MACs do not depend on training)."""
-    from dataclasses import replace
-
-    ann_cfg = replace(cfg, method="ann").normalized()
-    model = build_cell_model(ann_cfg, bundle)
+def _ann_reference_pj(r: Resolved, bundle, test_loader) -> float:
+    """Energy of the dense ANN of the same setting (MACs do not depend on training)."""
+    model = build_model(r.baseline("ann"), DataShape.of(bundle))
     x, _ = next(iter(test_loader))
-    return count_energy(model, [x[:8]], cfg.energy_model).energy_pj
+    return count_energy(model, [x[:8]], r.cell.energy_model).energy_pj
