@@ -142,6 +142,31 @@ def test_snn_spike_acs_hand_count():
     assert ref.synops == 5 * 9 * 4
 
 
+def brute_force_events(conv: nn.Conv2d, x: torch.Tensor) -> int:
+    """Σ over nonzero inputs of the nonzero synapses they feed, by loops (no conv, no autograd)."""
+    from spikingjelly_lt.pruners.common import effective_weight
+
+    w = effective_weight(conv) != 0
+    c_out, c_in_g, k, _ = w.shape
+    (s,), (p,) = set(conv.stride), set(conv.padding)
+    h, wd = x.shape[-2:]
+    h_out, w_out = (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1
+    fan = torch.zeros(x.shape[-3], h, wd, dtype=torch.int64)
+    for o in range(c_out):
+        for c in range(c_in_g):
+            for i in range(k):
+                for j in range(k):
+                    if not w[o, c, i, j]:
+                        continue
+                    for y in range(h_out):
+                        for z in range(w_out):
+                            yy, zz = y * s - p + i, z * s - p + j
+                            if 0 <= yy < h and 0 <= zz < wd:
+                                fan[c, yy, zz] += 1
+    nz = (x != 0).reshape(-1, *x.shape[-3:]).sum(0)
+    return int((nz * fan).sum())
+
+
 def test_zero_spikes_zero_acs():
     spikes = torch.zeros(4, 2, 2, 5, 5)
     net, _, _ = two_layer_snn(spikes)
@@ -161,8 +186,9 @@ def test_half_masked_layer_half_the_acs():
     prune.custom_from_mask(conv, "weight", mask.view_as(conv.weight))
     row = count_energy(dense_net, [torch.zeros(3, 1, 1, 1)]).layers[0]
     assert row.weight_density == 0.5
-    assert row.acs == pytest.approx(dense / 2, abs=1.0)
-    assert row.acs == dense / 2  # exact here: no rounding involved
+    # exact: each spike reaches only the nonzero synapses it feeds (brute-force count)
+    assert row.acs * 3 == brute_force_events(conv, spikes)
+    assert row.acs == pytest.approx(dense / 2, rel=0.05)  # about half, not exactly
 
 
 def test_linear_acs_match_op_counter():
@@ -186,10 +212,13 @@ def test_direct_encoding_first_layer_macs_once():
         net = Root(nn.Sequential(conv1, lif(), conv2, lif()), t)
         rep = count_energy(net, [images(3, c_in, hw, hw)])
         first = rep.layers[0]
-        assert first.macs == k * k * hw * hw * c_in * c_out  # once, not T times
+        if t > 1:  # the same image at every step: MACs once, not T times
+            assert first.macs == k * k * hw * hw * c_in * c_out
+            assert first.input_kind == "static" and first.firing_rate is None
+        else:  # T = 1: indistinguishable from a graded input, nonzero inputs x their fan-out
+            assert first.input_kind == "graded"
+            assert first.macs * 3 == brute_force_events(conv1, images(3, c_in, hw, hw))
         assert first.acs == 0 and first.op_kind == "MAC"
-        assert first.input_kind == ("static" if t > 1 else "graded")
-        assert first.firing_rate is None or t == 1
         assert rep.layers[1].op_kind == "AC"
     # op_counter charges the static image T times (why we count it ourselves)
     x = images(3, c_in, hw, hw).unsqueeze(0).repeat(4, 1, 1, 1, 1)
@@ -255,7 +284,8 @@ def test_int_model_binary_snn_hand_value():
     c1, c2, fc = rep.layers
     assert (c1.binary, c2.binary, fc.binary) == (True, True, False)
     macs1 = 9 * 25 * 2 * 3
-    acs2 = 3 * 9 * 4 * d2  # 3 interior spikes, fan-out k²·C_out, density 0.75
+    acs2 = brute_force_events(net.conv2, net.spikes)  # 3 interior spikes, nonzero synapses only
+    assert acs2 == pytest.approx(3 * 9 * 4 * d2, rel=0.2)
     acs_fc = 3 * 3
     assert (c1.macs, c2.acs, fc.acs) == (macs1, acs2, acs_fc)
     # binary: real input into ±alpha = fp32 add 0.9, spike into ±alpha = int add 0.1;
@@ -274,7 +304,9 @@ def test_mem_model_adds_bits_times_reads():
     assert (c1.weight_bits, c1.mask_bits) == (1, 0)  # binary, dense
     assert (c2.weight_bits, c2.mask_bits) == (1, 1)  # binary, pruned: sign + mask
     assert (fc.weight_bits, fc.mask_bits) == (32, 0)
-    bits = 54 * 1 + 72 * 2 + 150 * 32
+    assert (c1.storage, c2.storage, fc.storage) == ("sign", "sign-mask", "dense-fp32")
+    bits = (54 * 1 + 32) + (72 * 2 + 32) + 150 * 32  # signs (+ masks) + one fp32 alpha each
+    assert sum(r.stored_bits for r in rep.layers) == bits
     mem = energy_under(rep, HOROWITZ45_MEM)
     assert mem.energy_mem_pj == pytest.approx(bits * MEM_PJ_PER_BIT)
     assert mem.energy_pj == pytest.approx(rep.energy_pj + bits * 10 / 64)
@@ -322,6 +354,7 @@ def test_counter_context_matches_count_energy_and_ratios():
     assert energy_ratio(ann_rep, rep, "horowitz45-int") == pytest.approx(r["x_ann"])
     d = rep.to_dict()
     assert d["model"] == "horowitz45" and d["layers"][0]["stored_bits"] == 4 * 2 * 9 * 32
+    assert d["rules"] == "sjlt-energy/2" and d["options"] == {"pooled_fc": "ac", "binary_synapse": "fp32-add"}
 
 
 def test_time_folded_into_batch_and_kind_warning(caplog):

@@ -3,8 +3,9 @@
 ``count_energy(model, batches, "horowitz45")`` runs one eval pass and returns an
 ``EnergyReport`` (per image); ``EnergyCounter`` does the same around the trainer's own
 eval loop; ``energy_under`` re-prices a report under another cost model; ``ratios``
-gives the savings versus an ANN and an SNN baseline. Counting rules: ``counter``;
-cost models: ``cost_models``; the op_counter cross-check: ``sj_adapter``.
+gives the savings versus an ANN and an SNN baseline. Counting rules: docs/energy.md
+and ``counter``; cost models: ``cost_models``; what is stored per layer: ``storage``;
+the op_counter cross-check: ``sj_adapter``.
 """
 
 from .cost_models import (
@@ -13,10 +14,13 @@ from .cost_models import (
     HOROWITZ45_INT,
     HOROWITZ45_INT_MEM,
     HOROWITZ45_MEM,
+    HOROWITZ45_NEURO,
     CostModel,
 )
 from .counter import (
+    RULES,
     EnergyCounter,
+    NeuronEnergy,
     EnergyReport,
     LayerEnergy,
     count_energy,
@@ -26,6 +30,7 @@ from .counter import (
     resolve_cost_model,
     weight_stats,
 )
+from .storage import FORMATS, LayerStorage, StorageFormat, layer_storage, model_storage
 
 __all__ = [
     "CostModel",
@@ -34,7 +39,10 @@ __all__ = [
     "HOROWITZ45_INT",
     "HOROWITZ45_MEM",
     "HOROWITZ45_INT_MEM",
+    "HOROWITZ45_NEURO",
+    "RULES",
     "EnergyCounter",
+    "NeuronEnergy",
     "EnergyReport",
     "LayerEnergy",
     "count_energy",
@@ -43,4 +51,9 @@ __all__ = [
     "ratios",
     "resolve_cost_model",
     "weight_stats",
+    "FORMATS",
+    "LayerStorage",
+    "StorageFormat",
+    "layer_storage",
+    "model_storage",
 ]

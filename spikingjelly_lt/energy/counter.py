@@ -1,51 +1,36 @@
-"""Count MACs and ACs per prunable layer during one eval pass, and price them in pJ.
+"""Count synaptic ops, neuron updates and weight storage during one eval pass; price them.
 
-The counts come from our own forward hooks on every ``nn.Conv2d`` / ``nn.Linear``
-(``prunable_layers``), not from SpikingJelly's ``op_counter``: op_counter intercepts
-every aten op and calls ``.item()`` several times per op to decide whether a tensor is
-binary (too slow for the trainer's eval pass), counts a direct-encoded first conv T
-times, and does not know about weight masks. ``sj_adapter`` wraps it for a
-cross-check only (tests compare its SynOps with ours where the rules coincide).
+Works on any torch or SpikingJelly model (ours, a user's ``layer.*`` / ``neuron.*``
+net in step mode 's' or 'm', a plain ANN). The written rule set is docs/energy.md
+(``RULES`` names its version; every report carries it); each rule's one-line
+docstring is at the function that applies it (``_rule_*`` below). In short, per
+image, with ``G`` the exact fan-out of every input position through the layer's
+nonzero weights (``_fanout``) and ``dense`` its dense ops per sample and step
+(conv ``k²·H_out·W_out·C_in·C_out/groups``, linear ``in·out``), ``d`` = weight
+density of the running weight, biases not counted:
 
-A layer's input kind is decided from its first batch that is not all zeros (one
-sync per layer: ``aminmax`` plus the spike sums below); after that each hook does one
-cheap reduction on the input (spikes: ``sum`` in float32 per chunk of at most 2**24
-elements, exact for {0,1}; graded: ``count_nonzero``; static: a step-equality check),
-plus ``dot(x, x)`` on the second spike batch as a {0,1} check. Results stay on the
-device as one scalar per call (no ``.item()``, no copies) and are summed in float64
-with one sync when the report is built. Overhead, counted / plain eval pass
-(``bench/energy_overhead.py``, docs/performance.md): ~1.0 on ResNet-19 w0.25 over
-1,000 CIFAR-10 test images, ~1.1 on 8x8 digits where the per-pass fixed cost
-(``weight_stats`` of every layer) weighs more.
+- ``spike`` input (from a neuron node, or {0, 1} values in a spiking model): ACs =
+  Σ spikes x fan-out = ``⟨S, G⟩`` (exact event count, = ``T·r·dense·d`` on average).
+- ``static`` input (hinted by the model, e.g. ``Network``'s encoder, or the same real
+  input at every step of a multi-step call): MACs = ``dense·d`` once per image.
+- ``pooled`` input (an average pool of spikes) into a linear/conv: option
+  ``pooled_fc``: ``"ac"`` (default; design 2.6, Kim et al.) ACs = ``T·r·dense·d`` with
+  ``r`` the rate of the spikes entering the pool; ``"mac"`` MACs as ``graded``.
+- ``graded`` input (other real values in a spiking model): MACs = ``⟨NZ, G⟩`` (each
+  nonzero input multiplies into every synapse it reaches).
+- ANN ``real`` input: MACs = ``dense·d`` per sample; ANN ``sign`` (all ±1): ACs = ``dense·d``.
+- neurons: every SpikingJelly node (``BaseNode`` subclasses, our ``FastLIFNode``) counts
+  ``T x neurons`` updates per image with its ops per update (``_neuron_ops``); ReLU / sign
+  count one compare per element.
 
-Counting rules (per image; ``dense`` = the layer's dense ops for one sample and one
-step: conv ``k²·H_out·W_out·C_in·C_out/groups``, linear ``in·out``; ``d`` = weight
-density ``count_nonzero(w)/numel`` of the effective weight; biases are not counted):
-
-- ANN (root ``timesteps is None``), real input: ``MACs = dense · d`` (no zero skipping).
-- ANN, input all ±1 (``sign`` neuron): every input adds or subtracts its weight,
-  ``ACs = dense · d``.
-- SNN (``timesteps`` set), spike input (all values in {0, 1}):
-  ``ACs = dense · d · T · r_in`` with ``r_in`` the fraction of nonzero inputs over all
-  T steps. This is the expected fan-out rule (design 2.6): for a linear layer it is
-  exactly ``spikes · out``; for a stride-1 'same' conv it is ``spikes · k²·C_out/groups``,
-  i.e. it charges border spikes the interior fan-out (op_counter's exact count
-  charges them less).
-- SNN, real input that is the same at every step (the direct-encoded image into the
-  first conv): ``MACs = dense · d``, counted once, not T times.
-- SNN, other real inputs (e.g. spikes after average pooling, values in [0, 1]):
-  treated as graded events: zeros are skipped, each nonzero input needs a multiply:
-  ``MACs = dense · d · T · r_in`` with ``r_in`` the nonzero fraction. With T = 1 the
-  image cannot be told from a graded input, so it is counted this way too.
-
-A layer's T is ``samples / N`` with N the batch the root module was called with, so
-``[T, N, ...]`` inputs and T folded into N (``[T·N, ...]``) both work; a layer
-called once per step in single-step mode counts each call as one step.
-
-A layer's ``input_kind`` is ``spike``, ``static``, ``graded``, ``real`` or ``sign``
-(``unused`` if it never ran) and its ``op_kind`` ``AC`` (spike, sign) or ``MAC``. If a
-later batch contradicts the first one's kind, the report logs a warning. Per-image
-figures are totals divided by the number of images the root module saw.
+T and N come from the model: a root with ``timesteps`` (``Network``) takes ``[N, ...]``;
+otherwise the first neuron node of a call tells them (step mode 'm': input
+``[T, N, ...]``; step mode 's': one step per call, a new image when its state was
+reset), or ``timesteps=`` is given. A layer's input kind is decided on its first call
+with a nonzero input (one sync), then each call does one cheap reduction (spikes and
+graded: a sum over the leading dims into a per-position map; static: a step-equality
+check), results staying on the device until the report (one sync). Overhead:
+``bench/energy_overhead.py``, docs/performance.md.
 """
 
 from __future__ import annotations
@@ -55,14 +40,19 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UsageError
 from ..pruners.common import effective_weight, prunable_layers
 from .cost_models import CostModel
+from .storage import layer_storage, weight_stats
 
 __all__ = [
+    "RULES",
+    "POOLED_FC",
     "LayerEnergy",
+    "NeuronEnergy",
     "EnergyReport",
     "EnergyCounter",
     "count_energy",
@@ -71,12 +61,19 @@ __all__ = [
     "ratios",
     "resolve_cost_model",
     "weight_stats",
+    "is_neuron_node",
 ]
 
 log = logging.getLogger("spikingjelly_lt")
 
+RULES = "sjlt-energy/2"  # docs/energy.md; /1 was the counter before issue 16
+POOLED_FC = ("ac", "mac")
 _AC_KINDS = {"spike", "sign"}
 _F32_EXACT = 1 << 24  # float32 holds every integer up to 2**24
+_SPIKE_CHECKS = 2  # batches per layer whose spikes are verified to be {0, 1} (the first exactly)
+_AVG_POOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+              nn.AdaptiveAvgPool3d)
+_SPIKE = ("spike",)
 
 
 @dataclass(frozen=True)
@@ -86,22 +83,37 @@ class LayerEnergy:
     name: str
     kind: str  # "conv" | "linear"
     input_shape: tuple[int, ...]  # first batch as seen by the layer ([T, N, ...] in step mode 'm')
-    input_kind: str  # spike | static | graded | real | sign | unused
+    input_kind: str  # spike | static | pooled | graded | real | sign | unused
     op_kind: str  # AC | MAC | "-" (unused)
     macs: float
     acs: float
     weight_density: float
-    firing_rate: float | None  # nonzero fraction of spike or graded inputs over all steps
-    weight_bits: int  # 1 for binary (±alpha) weights, else 32
-    mask_bits: int  # 1 for a pruned binary layer (a sign bit cannot encode zero), else 0
+    firing_rate: float | None  # nonzero fraction of spike / graded inputs (pooled: of the pool's input)
+    weight_bits: int  # value bits: 1 for binary (±alpha) weights, else 32
+    mask_bits: int  # 1 when the storage format has a mask bit per weight, else 0
     weight_numel: int
     binary: bool
     energy_pj: float
+    rule: str = ""  # the rule that counted it (docs/energy.md), with its option
+    storage: str = ""  # storage format (storage.FORMATS)
+    stored_bits: int = 0  # bits of weight storage (read once per image by the ``*-mem`` models)
+    binary_synapse: str = ""  # how the pricing model charged a ±alpha synapse
 
-    @property
-    def stored_bits(self) -> int:
-        """Bits of weight storage (read once per image by the ``*-mem`` models)."""
-        return self.weight_numel * (self.weight_bits + self.mask_bits)
+
+@dataclass(frozen=True)
+class NeuronEnergy:
+    """One neuron / activation layer: per-image updates, their ops, membrane bits, energy."""
+
+    name: str
+    kind: str  # lif | if | plif | node (other SpikingJelly node) | relu | sign
+    step_mode: str
+    updates: float  # T x neurons per image (stateless: elements per image)
+    adds: float  # charge adds per image (updates x adds per update)
+    mults: float
+    compares: float
+    resets: float
+    state_bits: int  # membrane bits read and written per update (0: stateless)
+    energy_pj: float = 0.0  # neuron ops + membrane traffic under the pricing model
 
 
 @dataclass(frozen=True)
@@ -120,12 +132,16 @@ class EnergyReport:
     energy_mem_pj: float
     mean_firing_rate: float | None  # all input spikes / all input slots of spike-fed layers
     firing_rates: dict[str, float] = field(default_factory=dict)  # spike-fed layers only
+    rules: str = RULES
+    options: dict[str, str] = field(default_factory=dict)  # pooled_fc, binary_synapse
+    neurons: tuple[NeuronEnergy, ...] = ()
+    neuron_updates: float = 0.0
+    energy_neuron_pj: float = 0.0
+    energy_membrane_pj: float = 0.0
 
     def to_dict(self) -> dict:
-        """Plain JSON-able dict (layers as a list of dicts)."""
-        d = asdict(self)
-        d["layers"] = [dict(asdict(layer), stored_bits=layer.stored_bits) for layer in self.layers]
-        return d
+        """Plain JSON-able dict (layers and neurons as lists of dicts)."""
+        return asdict(self)
 
 
 def resolve_cost_model(cost_model: str | CostModel) -> CostModel:
@@ -137,17 +153,38 @@ def resolve_cost_model(cost_model: str | CostModel) -> CostModel:
     return lookup("energy_models", cost_model)
 
 
-def weight_stats(module: nn.Module) -> tuple[int, int, bool]:
-    """``(numel, nonzeros, binary)`` of the weight that actually runs.
+def is_neuron_node(module: nn.Module) -> bool:
+    """A SpikingJelly neuron node: a ``BaseNode`` subclass, or a memory module with a threshold."""
+    from .._sj import base, neuron
 
-    Binary means every nonzero has the same magnitude (±alpha), with at least two nonzeros.
-    One device sync, no boolean indexing: binary iff every nonzero is within 1e-6 of the
-    largest magnitude.
+    return isinstance(module, neuron.BaseNode) or (
+        isinstance(module, base.MemoryModule) and hasattr(module, "v_threshold")
+    )
+
+
+def _neuron_ops(module: nn.Module) -> tuple[str, int, int]:
+    """Rule ``neuron``: ``(kind, adds, mults)`` of one charge step; + 1 compare, 1 reset each.
+
+    LIF ``V + (X - (V - V_r))/tau`` (either decay_input): 2 adds + 1 multiply by 1/tau
+    (V_r = 0; a nonzero V_r is one more add); IF ``V + X``: 1 add; parametric LIF as LIF;
+    any other node is charged as a LIF.
     """
-    a = effective_weight(module).abs()
-    hi = a.max()
-    nz, at_top = torch.stack([torch.count_nonzero(a), torch.count_nonzero(a >= hi * (1 - 1e-6))]).tolist()
-    return a.numel(), nz, nz > 1 and at_top == nz
+    from .._sj import neuron
+
+    name = type(module).__name__.lower()
+    v_r = getattr(module, "v_reset", None)
+    extra = 1 if v_r not in (None, 0, 0.0) else 0
+    if isinstance(module, neuron.IFNode):
+        return "if", 1, 0
+    if isinstance(module, neuron.ParametricLIFNode):
+        return "plif", 2 + extra, 1
+    if isinstance(module, neuron.LIFNode) or "lif" in name:
+        return "lif", 2 + extra, 1
+    return "node", 2 + extra, 1
+
+
+def _ptr(x: torch.Tensor) -> int:
+    return x.untyped_storage().data_ptr()
 
 
 @dataclass
@@ -156,9 +193,13 @@ class _Acc:
 
     numel: int = 0  # input elements seen
     samples: int = 0  # samples x steps seen
-    images: int = 0  # samples / steps
-    # device scalars, one per call, summed in float64 by the report (no per-call accumulate op)
-    nnz: list[torch.Tensor] = field(default_factory=list)  # nonzero inputs (spike, graded)
+    images: int = 0  # samples / steps (static rule)
+    in_shape: tuple[int, ...] = ()  # per-sample input shape: (C, H, W) or (features,)
+    dense: int = 0  # dense ops per sample and step
+    rate_nnz: list[torch.Tensor] = field(default_factory=list)  # spike / nonzero counts (rates)
+    map: torch.Tensor | None = None  # float64 per-position sum of spikes (or nonzeros)
+    pool_nnz: list[torch.Tensor] = field(default_factory=list)  # pooled: spikes into the pool
+    pool_numel: int = 0  # pooled: elements into the pool
     check: list[torch.Tensor] = field(default_factory=list)  # spike: x·x - sum(x); static: steps differ
     checks: int = 0  # spike batches verified so far
 
@@ -169,11 +210,27 @@ class _LayerState:
     module: nn.Module
     kind: str
     per_position: int  # dense ops per output position (conv) or per sample (linear)
+    hint: str | None = None  # "static" when the model says so
     input_kind: str | None = None  # decided on the first call that is not all zeros
     undecided: bool = False
     input_shape: tuple[int, ...] | None = None
-    acc: dict[tuple[int, int], _Acc] = field(default_factory=dict)
+    acc: dict[tuple, _Acc] = field(default_factory=dict)
     weights: tuple[int, int, bool] | None = None
+    fanout: dict[tuple, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class _NodeState:
+    name: str
+    module: nn.Module
+    kind: str
+    adds: int
+    mults: int
+    compares: int
+    resets: int
+    stateful: bool
+    updates: int = 0
+    bits: int = 32
 
 
 def _totals(parts: list[list[torch.Tensor]]) -> list[float]:
@@ -196,9 +253,6 @@ def _totals(parts: list[list[torch.Tensor]]) -> list[float]:
     return totals.tolist()
 
 
-_SPIKE_CHECKS = 2  # batches per layer whose spikes are verified to be {0, 1} (the first exactly)
-
-
 def _flat_chunks(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Contiguous 1-D views of ``x`` of at most 2**24 elements each (no copy if contiguous)."""
     flat = x.reshape(-1)
@@ -208,12 +262,10 @@ def _flat_chunks(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def _spike_sums(x: torch.Tensor, check: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Spike count of a {0,1} tensor and (if ``check``) a value that is 0 when it is {0,1}.
 
-    ``sum(x)`` counts the spikes (much cheaper than ``count_nonzero`` on CPU), in float32
-    per chunk of at most 2**24 elements (exact for {0,1}: every partial sum is an integer
-    below 2**24) and float64 across chunks; a float64 sum of the whole tensor would first
-    copy it to float64, which used to cost more than the layer's own conv. The check is
-    ``x·x - sum(x)``, zero for {0,1} inputs, nonzero for any graded tensor that is not
-    pathological (a float sum can round a tiny difference away).
+    ``sum(x)`` in float32 per chunk of at most 2**24 elements (exact for {0,1}) and
+    float64 across chunks. The check is ``x·x - sum(x)``, zero for {0,1} inputs, nonzero
+    for any graded tensor that is not pathological (a float sum can round a tiny
+    difference away).
     """
     if not x.is_floating_point():
         return x.sum(dtype=torch.int64), None
@@ -228,6 +280,41 @@ def _spike_sums(x: torch.Tensor, check: bool) -> tuple[torch.Tensor, torch.Tenso
     return total, (dots[0] if len(dots) == 1 else torch.stack(dots).sum(dtype=torch.float64)) - total
 
 
+def _position_map(x: torch.Tensor, per_sample_dims: int) -> torch.Tensor:
+    """Sum of ``x`` over its leading (sample, step) dims: one value per input position.
+
+    float32 sums, exact for {0,1} (or 0/1 nonzero indicators) while samples x steps per
+    call stay below 2**24.
+    """
+    lead = x.dim() - per_sample_dims
+    if lead <= 0:
+        return x.to(torch.float32)
+    if x.is_contiguous():
+        return x.reshape(-1, *x.shape[lead:]).sum(0, dtype=torch.float32)
+    return x.sum(dim=tuple(range(lead)), dtype=torch.float32)
+
+
+def _fanout(module: nn.Module, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """Exact fan-out of every input position: how many nonzero synapses it feeds (float64).
+
+    Conv: the gradient of ``sum(conv(ones, w != 0))`` w.r.t. the input (padding, stride,
+    dilation, groups and padding mode included); linear: nonzeros per weight column.
+    """
+    w = effective_weight(module)
+    b = (w != 0).to(torch.float32)
+    if isinstance(module, nn.Linear):
+        return b.sum(0).double()
+    x = torch.ones((1, *in_shape), dtype=torch.float32, device=w.device, requires_grad=True)
+    with torch.enable_grad():
+        if module.padding_mode != "zeros":
+            xp = F.pad(x, module._reversed_padding_repeated_twice, mode=module.padding_mode)
+            y = F.conv2d(xp, b, None, module.stride, 0, module.dilation, module.groups)
+        else:
+            y = F.conv2d(x, b, None, module.stride, module.padding, module.dilation, module.groups)
+        (g,) = torch.autograd.grad(y.sum(), x)
+    return g[0].double()
+
+
 class EnergyCounter:
     """Context manager that counts ops of every forward pass of ``model`` inside it.
 
@@ -239,36 +326,77 @@ class EnergyCounter:
                 ...  # usual eval step
         report = counter.report()
 
-    Counts accumulate over every forward call made while active (re-entering adds
-    to them; ``reset()`` clears them). A layer's input kind is decided on its first
-    call with a nonzero input (one sync per layer); later calls only reduce what that
-    kind needs, plus a cheap consistency check that the report turns into a warning.
+    ``timesteps``: T when the model cannot tell (a single-step net driven T times per
+    image); ``pooled_fc``: ``"ac"`` (default) or ``"mac"``, how a layer fed by pooled
+    spikes is counted (docs/energy.md). Counts accumulate over every forward call made
+    while active (re-entering adds to them; ``reset()`` clears them).
     """
 
-    def __init__(self, model: nn.Module, cost_model: str | CostModel = "horowitz45") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        cost_model: str | CostModel = "horowitz45",
+        *,
+        timesteps: int | None = None,
+        pooled_fc: str = "ac",
+    ) -> None:
+        if pooled_fc not in POOLED_FC:
+            raise UsageError(f"pooled_fc must be one of {', '.join(POOLED_FC)}, not {pooled_fc!r}")
+        from ..nn.neurons import Sign
+
         self.model = model
         self.cost_model = resolve_cost_model(cost_model)
-        timesteps = getattr(model, "timesteps", None)
-        self.timesteps: int | None = int(timesteps) if timesteps else None
-        self.spiking = self.timesteps is not None
+        self.pooled_fc = pooled_fc
+        root_t = getattr(model, "timesteps", None)
+        self._root_t: int | None = int(root_t) if root_t else None  # root takes [N, ...]
+        self._given_t: int | None = int(timesteps) if timesteps else None
+        self._nodes: list[_NodeState] = []
+        for name, module in model.named_modules():
+            if is_neuron_node(module):
+                kind, adds, mults = _neuron_ops(module)
+                self._nodes.append(_NodeState(name, module, kind, adds, mults, 1, 1, True))
+            elif isinstance(module, (nn.ReLU, Sign)):
+                kind = "sign" if isinstance(module, Sign) else "relu"
+                self._nodes.append(_NodeState(name, module, kind, 0, 0, 1, 0, False))
+        self.spiking = bool(self._given_t or self._root_t or any(n.stateful for n in self._nodes))
+        modes = {getattr(n.module, "step_mode", "s") for n in self._nodes if n.stateful}
+        self.single_step = not self._root_t and modes == {"s"}
+        self.timesteps: int | None = self._given_t or self._root_t
+        static = tuple(getattr(model, "energy_static", ()) or ())
         self._states: list[_LayerState] = []
         for name, module in prunable_layers(model):
+            hint = getattr(module, "sjlt_energy_input", None)
+            if hint is None and any(name == p or name.startswith(p + ".") for p in static):
+                hint = "static"
             if isinstance(module, nn.Conv2d):
                 c_in = module.in_channels // module.groups
                 per = module.out_channels * c_in * module.kernel_size[0] * module.kernel_size[1]
-                self._states.append(_LayerState(name, module, "conv", per))
+                self._states.append(_LayerState(name, module, "conv", per, hint))
             else:
                 per = module.in_features * module.out_features
-                self._states.append(_LayerState(name, module, "linear", per))
+                self._states.append(_LayerState(name, module, "linear", per, hint))
+        self._pools = [m for m in model.modules() if isinstance(m, _AVG_POOLS)]
         self._handles: list = []
-        self._images = 0
-        self._batch = 0  # images in the forward call now running
+        self._images = 0.0
+        self._calls = 0
+        self._sequences = 0  # single-step: fresh starts of the first node
+        self._steps_seen: int | None = None  # step mode 'm': T of the first node's input
+        self._root_shape: tuple[int, ...] = ()
+        self._first: tuple[str, tuple[int, ...], bool] | None = None
+        self._tags: dict[int, tuple] = {}  # storage pointer -> producer (this call only)
 
     # -- hooks ---------------------------------------------------------------
     def __enter__(self) -> EnergyCounter:
         if self._handles:
             raise RuntimeError("EnergyCounter is already active")
-        self._handles.append(self.model.register_forward_pre_hook(self._count_images))
+        self._handles.append(self.model.register_forward_pre_hook(self._root_pre))
+        self._handles.append(self.model.register_forward_hook(self._root_post))
+        for node in self._nodes:
+            if node.stateful:
+                self._handles.append(node.module.register_forward_pre_hook(self._node_pre))
+            self._handles.append(node.module.register_forward_hook(self._make_node_hook(node)))
+        for pool in self._pools:
+            self._handles.append(pool.register_forward_hook(self._pool_hook))
         for st in self._states:
             st.weights = None
             self._handles.append(st.module.register_forward_hook(self._make_hook(st)))
@@ -278,95 +406,167 @@ class EnergyCounter:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._tags.clear()
         for st in self._states:  # snapshot the weights that ran in this pass
             st.weights = weight_stats(st.module)
+            st.fanout = {key: _fanout(st.module, acc.in_shape) for key, acc in st.acc.items() if acc.map is not None}
 
     def reset(self) -> None:
         """Forget all counts (the hooks stay attached if active)."""
-        self._images = 0
+        self._images = 0.0
+        self._calls = self._sequences = 0
         for st in self._states:
             st.acc.clear()
+            st.fanout.clear()
             st.input_kind = None
             st.undecided = False
             st.input_shape = None
+        for node in self._nodes:
+            node.updates = 0
 
     @property
     def images(self) -> int:
-        return self._images
+        return int(round(self._images))
 
-    def _count_images(self, module: nn.Module, args: tuple) -> None:
-        if args and torch.is_tensor(args[0]):
-            self._batch = int(args[0].shape[0])
-            self._images += self._batch
+    def _root_pre(self, module: nn.Module, args: tuple) -> None:
+        x = args[0] if args and torch.is_tensor(args[0]) else None
+        self._root_shape = tuple(x.shape) if x is not None else ()
+        self._first = None
+        self._tags.clear()
 
-    def _classify(self, x: torch.Tensor, steps: int) -> tuple[str, bool, torch.Tensor | None]:
-        """``(kind, silent, spikes)`` of one input, with one device sync.
+    def _root_post(self, module: nn.Module, args: tuple, out) -> None:
+        self._calls += 1
+        self._images += self._call_images()
+        self._tags.clear()
 
-        ``silent`` (all zeros) fits every rule, so the caller decides again on the next
-        call; ``spikes`` is the spike count when the kind is ``spike`` (reused, not redone).
-        Spikes are inputs in [0, 1] with ``sum(x) == sum(x·x)``: exact for {0,1}, and a
-        graded tensor passes only if the sum of ``v·(1-v)`` over its non-binary values is
-        below float32 rounding of its sum (never for pooled spikes or real activations;
-        an exact elementwise test costs ~10x more).
+    def _call_images(self) -> float:
+        """Images of the root call just finished (rule ``images``, docs/energy.md)."""
+        shape = self._root_shape
+        if self._root_t:  # Network: [N, ...], T steps inside
+            return shape[0] if shape else 0
+        if self._first is not None:
+            mode, nshape, fresh = self._first
+            if mode == "m" and len(nshape) >= 2:  # [T, N, ...]
+                self._steps_seen = nshape[0]
+                return nshape[1]
+            if self._given_t:  # single-step, T given: every call is 1/T of a sequence
+                return nshape[0] / self._given_t
+            if fresh:
+                self._sequences += 1
+                return nshape[0]
+            return 0
+        if self._given_t and len(shape) >= 2 and shape[0] == self._given_t:
+            return shape[1]  # [T, N, ...] into a net without neuron nodes
+        return shape[0] if shape else 0
+
+    def _node_pre(self, module: nn.Module, args: tuple) -> None:
+        if self._first is None and args and torch.is_tensor(args[0]):
+            fresh = not torch.is_tensor(getattr(module, "v", None))
+            self._first = (getattr(module, "step_mode", "s"), tuple(args[0].shape), fresh)
+
+    def _make_node_hook(self, node: _NodeState):
+        def hook(module: nn.Module, args: tuple, out) -> None:
+            if not torch.is_tensor(out):
+                return
+            node.updates += out.numel()
+            if node.stateful:
+                x = args[0] if args and torch.is_tensor(args[0]) else out
+                node.bits = x.element_size() * 8
+                self._tags[_ptr(out)] = _SPIKE
+
+        return hook
+
+    def _pool_hook(self, module: nn.Module, args: tuple, out) -> None:
+        x = args[0] if args else None
+        if torch.is_tensor(x) and torch.is_tensor(out) and self._tags.get(_ptr(x)) is _SPIKE:
+            self._tags[_ptr(out)] = ("pooled", _spike_sums(x, False)[0], x.numel())
+
+    def _classify(self, x: torch.Tensor, steps: int, tagged: bool) -> tuple[str, bool]:
+        """``(kind, silent)`` of one input, with one device sync (rule ``kind``).
+
+        ANN: ``sign`` if all ±1, else ``real``. Spiking: ``spike`` if in [0, 1] with
+        ``sum(x) == sum(x·x)`` (a neuron's all-zero output is a silent spike input);
+        ``static`` if every step of the call is the same; else ``graded``. ``silent``
+        (all zeros, not from a neuron) fits every rule, so the caller decides again later.
         """
         if not self.spiking:
-            return ("sign" if bool(x.abs().eq_(1).all()) else "real"), False, None
+            return ("sign" if bool(x.abs().eq_(1).all()) else "real"), False
         lo, hi = torch.aminmax(x if x.dtype != torch.bool else x.to(torch.uint8))
         if x.is_floating_point():
-            spikes, check = _spike_sums(x, True)
+            _, check = _spike_sums(x, True)
             lo, hi, bad = torch.stack([lo.double(), hi.double(), check.double()]).tolist()
         else:  # integers in [0, 1] are {0, 1}
-            spikes, bad = None, 0.0
+            bad = 0.0
             lo, hi = float(lo), float(hi)
         if lo == hi == 0:
-            return "spike", True, spikes
+            return "spike", not tagged
         if lo >= 0 and hi <= 1 and bad == 0:
-            return "spike", False, spikes
+            return "spike", False
+        if tagged:
+            log.warning("energy: an input from a neuron node is not {0, 1}; counted as graded")
         xs = x.reshape(steps, -1)
         if steps > 1 and torch.equal(xs[1:], xs[:1].expand_as(xs[1:])):
-            return "static", False, None
-        return "graded", False, None
+            return "static", False
+        return "graded", False
 
     def _make_hook(self, st: _LayerState):
         conv = st.kind == "conv"
+        per_sample_dims = 3 if conv else 1
+        stepped = getattr(st.module, "step_mode", "s") == "m"
 
         def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
             x = args[0]
             if conv:
-                in_per = x.shape[-3] * x.shape[-2] * x.shape[-1]
+                in_shape = tuple(x.shape[-3:])
                 dense = st.per_position * out.shape[-2] * out.shape[-1]
             else:
-                in_per = x.shape[-1]
+                in_shape = (x.shape[-1],)
                 dense = st.per_position
+            in_per = 1
+            for s in in_shape:
+                in_per *= s
             numel = x.numel()
             samples = numel // in_per
-            steps = 1
-            if self.spiking and self._batch and samples % self._batch == 0:
-                steps = samples // self._batch  # [T, N, ...] or T folded into N
-            acc = st.acc.get((dense, in_per))
+            if stepped and x.dim() == per_sample_dims + 2:
+                steps = x.shape[0]  # [T, N, ...]
+            else:
+                n_root = self._root_shape[0] if self._root_shape and self._root_t else 0
+                steps = samples // n_root if n_root and samples % n_root == 0 else 1
+            key = (in_shape, dense)
+            acc = st.acc.get(key)
             if acc is None:
-                acc = st.acc[(dense, in_per)] = _Acc()
+                acc = st.acc[key] = _Acc(in_shape=in_shape, dense=dense)
             acc.numel += numel
             acc.samples += samples
             acc.images += samples // steps
-            nnz = None  # spike count, when the classification computed it
+            tag = self._tags.get(_ptr(x))
+            verified = False
             with torch.no_grad():
                 if st.input_kind is None or st.undecided:
-                    st.input_kind, st.undecided, nnz = self._classify(x, steps)
                     st.input_shape = st.input_shape or tuple(x.shape)
-                    acc.checks += st.input_kind == "spike" and not st.undecided  # verified
+                    if st.hint == "static" and self.spiking:  # an ANN input is per image anyway
+                        st.input_kind, st.undecided = "static", False
+                    elif tag is not None and tag[0] == "pooled":
+                        st.input_kind, st.undecided = "pooled", False
+                    else:
+                        st.input_kind, st.undecided = self._classify(x, steps, tag is _SPIKE)
+                        verified = self.spiking
                 kind = st.input_kind
                 if kind == "spike":
-                    if nnz is None:
-                        verify = acc.checks < _SPIKE_CHECKS  # the first calls: a dot is a 2nd pass
-                        nnz, check = _spike_sums(x, verify)
-                        if check is not None:
-                            acc.check.append(check)
-                        acc.checks += verify
-                    acc.nnz.append(nnz)
-                elif kind == "graded":
-                    acc.nnz.append(torch.count_nonzero(x))
-                elif kind == "static":
+                    if verified:
+                        acc.checks += 1
+                    elif acc.checks < _SPIKE_CHECKS and x.is_floating_point():
+                        acc.check.append(_spike_sums(x, True)[1])
+                        acc.checks += 1
+                    m = _position_map(x, per_sample_dims)
+                    acc.map = m.double() if acc.map is None else acc.map.add_(m)
+                elif kind == "graded" or (kind == "pooled" and self.pooled_fc == "mac"):
+                    m = _position_map(x != 0, per_sample_dims)
+                    acc.map = m.double() if acc.map is None else acc.map.add_(m)
+                if kind == "pooled" and tag is not None and tag[0] == "pooled":
+                    acc.pool_nnz.append(tag[1])
+                    acc.pool_numel += tag[2]
+                elif kind == "static" and st.hint != "static" and steps > 1:
                     xs = x.reshape(steps, -1)
                     acc.check.append((xs[1:] != xs[:1]).any())
 
@@ -380,35 +580,57 @@ class EnergyCounter:
         cm = resolve_cost_model(cost_model) if cost_model is not None else self.cost_model
         n_img = images if images is not None else self._images
         if n_img <= 0:
-            raise UsageError("no images were counted: run the model inside the EnergyCounter first")
+            raise UsageError("no images were counted: run the model inside the EnergyCounter first "
+                             "(a single-step net needs its state reset per image, or timesteps=)")
+        for st in self._states:  # report() inside the context: snapshot now
+            if st.weights is None:
+                st.weights = weight_stats(st.module)
+            for key, acc in st.acc.items():
+                if acc.map is not None and key not in st.fanout:
+                    st.fanout[key] = _fanout(st.module, acc.in_shape)
         # one device sync for the whole report (float64 holds every count exactly)
-        pending = [(acc, slot) for st in self._states for acc in st.acc.values() for slot in ("nnz", "check")]
-        values = _totals([getattr(acc, slot) for acc, slot in pending])
-        got = {(id(acc), slot): v for (acc, slot), v in zip(pending, values)}
+        pending: list[tuple[str, object, str]] = []
+        parts: list[list[torch.Tensor]] = []
+        for st in self._states:
+            for key, acc in st.acc.items():
+                for slot in ("check", "pool_nnz"):
+                    pending.append((st.name, key, slot))
+                    parts.append(getattr(acc, slot))
+                if acc.map is not None:
+                    fan = st.fanout[key]
+                    pending.append((st.name, key, "events"))
+                    parts.append([torch.dot(acc.map.reshape(-1), fan.reshape(-1))])
+                    pending.append((st.name, key, "nnz"))
+                    parts.append([acc.map.sum()])
+        got = dict(zip(pending, _totals(parts)))
 
         rows: list[LayerEnergy] = []
         spikes_total = slots_total = 0
         firing: dict[str, float] = {}
         for st in self._states:
-            numel, nonzero, binary = st.weights or weight_stats(st.module)
+            numel, nonzero, binary = st.weights
             density = nonzero / numel if numel else 0.0
             kind = st.input_kind or "unused"
-            dense_ops = 0.0  # dense ops actually triggered, before weight density
+            ops = 0.0  # ops before dividing by images
             nnz_sum = numel_sum = 0
             bad = 0.0
-            for (dense, in_per), acc in st.acc.items():
-                nnz = round(got.get((id(acc), "nnz"), 0.0))
-                check = got.get((id(acc), "check"), 0.0)
-                if kind in ("spike", "graded"):
-                    dense_ops += dense * nnz / in_per
-                    nnz_sum += nnz
-                    numel_sum += acc.numel
-                    bad += abs(check) if kind == "spike" else 0.0
+            for key, acc in st.acc.items():
+                g = lambda slot: got.get((st.name, key, slot), 0.0)  # noqa: B023, E731
+                bad += abs(g("check")) if kind in ("spike", "static") else 0.0
+                if kind in ("spike", "graded") or (kind == "pooled" and self.pooled_fc == "mac"):
+                    ops += _rule_events(g("events"))
+                    if kind != "pooled":
+                        nnz_sum += round(g("nnz"))
+                        numel_sum += acc.numel
+                if kind == "pooled":
+                    nnz_sum += round(g("pool_nnz"))
+                    numel_sum += acc.pool_numel
+                    if self.pooled_fc == "ac":
+                        ops += _rule_pooled_ac(g("pool_nnz"), acc.pool_numel, acc.samples, acc.dense * density)
                 elif kind == "static":
-                    dense_ops += dense * acc.images
-                    bad += check
-                else:  # real, sign
-                    dense_ops += dense * acc.samples
+                    ops += _rule_static(acc.dense * density, acc.images)
+                elif kind in ("real", "sign"):
+                    ops += _rule_dense(acc.dense * density, acc.samples)
             if bad:
                 log.warning(
                     "energy: layer %s was classified %r on its first batch but later inputs "
@@ -420,7 +642,9 @@ class EnergyCounter:
                 firing[st.name] = rate
                 spikes_total += nnz_sum
                 slots_total += numel_sum
-            is_ac = kind in _AC_KINDS
+            is_ac = kind in _AC_KINDS or (kind == "pooled" and self.pooled_fc == "ac")
+            rule = f"{kind}-{'ac' if is_ac else 'mac'}" if kind != "unused" else "unused"
+            stor = layer_storage(st.module, st.weights)
             rows.append(
                 LayerEnergy(
                     name=st.name,
@@ -428,24 +652,38 @@ class EnergyCounter:
                     input_shape=st.input_shape or (),
                     input_kind=kind,
                     op_kind="-" if kind == "unused" else ("AC" if is_ac else "MAC"),
-                    macs=0.0 if is_ac else dense_ops * density / n_img,
-                    acs=dense_ops * density / n_img if is_ac else 0.0,
+                    macs=0.0 if is_ac else ops / n_img,
+                    acs=ops / n_img if is_ac else 0.0,
                     weight_density=density,
                     firing_rate=rate,
                     weight_bits=1 if binary else 32,
-                    mask_bits=1 if binary and nonzero < numel else 0,
+                    mask_bits=1 if stor.format in ("bitmask-fp32", "sign-mask") else 0,
                     weight_numel=numel,
                     binary=binary,
                     energy_pj=0.0,  # priced by _price
+                    rule=rule,
+                    storage=stor.format,
+                    stored_bits=stor.bits,
                 )
             )
+        neurons = tuple(
+            NeuronEnergy(
+                name=n.name, kind=n.kind, step_mode=getattr(n.module, "step_mode", "s"),
+                updates=n.updates / n_img, adds=n.updates * n.adds / n_img, mults=n.updates * n.mults / n_img,
+                compares=n.updates * n.compares / n_img, resets=n.updates * n.resets / n_img,
+                state_bits=n.bits if n.stateful else 0,
+            )
+            for n in self._nodes if n.updates
+        )  # fmt: skip
         report = _price(
             cm,
             rows,
-            images=n_img,
-            timesteps=self.timesteps,
+            neurons,
+            images=int(round(n_img)),
+            timesteps=self._learned_timesteps(),
             mean_firing_rate=spikes_total / slots_total if slots_total else None,
             firing_rates=firing,
+            options={"pooled_fc": self.pooled_fc},
         )
         log.debug(
             "energy[%s]: %d images, %.4g MACs + %.4g ACs per image = %.4g pJ",
@@ -453,19 +691,62 @@ class EnergyCounter:
         )  # fmt: skip
         return report
 
+    def _learned_timesteps(self) -> int | None:
+        if self.timesteps:
+            return self.timesteps
+        if self._steps_seen:
+            return self._steps_seen
+        if self.single_step and self._sequences:
+            return round(self._calls / self._sequences)
+        return None
 
-def _price(cm: CostModel, rows: list[LayerEnergy], **rest) -> EnergyReport:
+
+def _rule_events(events: float) -> float:
+    """Rules ``spike-ac`` / ``graded-mac``: ops = Σ over input events (spikes or nonzeros) of their fan-out."""
+    return events
+
+
+def _rule_pooled_ac(pool_spikes: float, pool_numel: int, samples: int, synapses: float) -> float:
+    """Rule ``pooled-ac``: ACs = T·N · r_pool · dense·d, r_pool = spikes / slots entering the pool."""
+    return pool_spikes / pool_numel * samples * synapses if pool_numel else 0.0
+
+
+def _rule_static(synapses: float, images: int) -> float:
+    """Rule ``static-mac``: MACs = dense·d once per image (the same input at every step)."""
+    return synapses * images
+
+
+def _rule_dense(synapses: float, samples: int) -> float:
+    """Rules ``real-mac`` / ``sign-ac``: ops = dense·d per sample and step (no zero skipping)."""
+    return synapses * samples
+
+
+def _price(cm: CostModel, rows: list[LayerEnergy], neurons: tuple[NeuronEnergy, ...] = (), **rest) -> EnergyReport:
     parts = [cm.breakdown_pj(r) for r in rows]
-    layers = tuple(replace(r, energy_pj=sum(p.values())) for r, p in zip(rows, parts))
+    layers = tuple(
+        replace(r, energy_pj=sum(p.values()), binary_synapse=cm.binary_synapse if r.binary else "")
+        for r, p in zip(rows, parts)
+    )
+    nparts = [cm.neuron_breakdown_pj(n) for n in neurons]
+    nodes = tuple(replace(n, energy_pj=sum(p.values())) for n, p in zip(neurons, nparts))
+    options = {**rest.pop("options", {}), "binary_synapse": cm.binary_synapse}
+    e_neuron = sum(p["neuron"] for p in nparts)
+    e_membrane = sum(p["membrane"] for p in nparts)
     return EnergyReport(
         model=cm.name,
         layers=layers,
         macs=sum(r.macs for r in rows),
         acs=sum(r.acs for r in rows),
-        energy_pj=sum(r.energy_pj for r in layers),
+        energy_pj=sum(r.energy_pj for r in layers) + e_neuron + e_membrane,
         energy_mac_pj=sum(p["mac"] for p in parts),
         energy_ac_pj=sum(p["ac"] for p in parts),
         energy_mem_pj=sum(p["mem"] for p in parts),
+        rules=RULES,
+        options=options,
+        neurons=nodes,
+        neuron_updates=sum(n.updates for n in neurons),
+        energy_neuron_pj=e_neuron,
+        energy_membrane_pj=e_membrane,
         **rest,
     )
 
@@ -477,15 +758,24 @@ def count_energy(
     *,
     device: torch.device | str | None = None,
     max_batches: int | None = None,
+    timesteps: int | None = None,
+    pooled_fc: str = "ac",
 ) -> EnergyReport:
     """One eval pass over ``batches`` (tensors or ``(x, y, ...)`` tuples) with counting.
 
     The model is put in eval mode (and restored), run under ``no_grad``, and a spiking
-    model is reset with ``reset_net`` before and after every batch.
+    model is reset with ``reset_net`` before and after every batch. A single-step
+    spiking model (all neuron nodes in step mode 's', no ``timesteps`` attribute) is
+    driven ``timesteps`` times per batch (direct encoding: the same input every step).
     """
     from .._sj import reset_net
 
-    counter = EnergyCounter(model, cost_model)
+    counter = EnergyCounter(model, cost_model, timesteps=timesteps, pooled_fc=pooled_fc)
+    steps = 1
+    if counter.single_step:
+        if not timesteps:
+            raise UsageError("a single-step spiking model needs timesteps= (how many steps per image)")
+        steps = int(timesteps)
     was_training = model.training
     model.eval()
     try:
@@ -498,7 +788,8 @@ def count_energy(
                     x = x.to(device)
                 if counter.spiking:
                     reset_net(model)
-                model(x)
+                for _ in range(steps):
+                    model(x)
                 if counter.spiking:
                     reset_net(model)
     finally:
@@ -512,10 +803,12 @@ def energy_under(report: EnergyReport, cost_model: str | CostModel) -> EnergyRep
     return _price(
         cm,
         list(report.layers),
+        report.neurons,
         images=report.images,
         timesteps=report.timesteps,
         mean_firing_rate=report.mean_firing_rate,
         firing_rates=dict(report.firing_rates),
+        options={k: v for k, v in report.options.items() if k != "binary_synapse"},
     )
 
 

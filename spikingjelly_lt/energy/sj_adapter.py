@@ -5,14 +5,13 @@ Used as a cross-check of ``counter.py``, never on the trainer's path: op_counter
 intercepts every aten op (``TorchDispatchMode``) and syncs with ``.item()`` per op.
 Where its rules and ours differ:
 
-- SynOps (spike input): op_counter counts the exact spike-triggered fan-out, so a
-  spike at a padded border of a conv reaches fewer outputs; ours charges every spike
-  the interior fan-out (``dense · T · r_in``). They agree for linear layers and for
-  conv spikes away from the border.
-- op_counter ignores weight masks (a pruned synapse still counts); ours multiply by
-  the weight density.
-- op_counter's MACs count a direct-encoded first conv T times and include BN
-  affine MACs; ours count the static image once and only conv/linear layers.
+- SynOps (spike input): both count the exact spike-triggered fan-out (a spike at a
+  padded border reaches fewer outputs), so on a dense layer they are equal.
+- op_counter ignores weight masks (a pruned synapse still counts); ours count only
+  nonzero synapses, so on a pruned layer ours <= op_counter's.
+- op_counter's MACs count a direct-encoded first conv T times (ours: once, rule
+  ``static-mac``) and a pooled-spike FC as MACs of the pooled values (ours by default
+  ACs, rule ``pooled-ac``).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["OpCounterCounts", "op_counter_counts", "op_counter_available"]
+__all__ = ["OpCounterCounts", "op_counter_counts", "op_counter_layer_counts", "op_counter_available"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +48,29 @@ def op_counter_available() -> bool:
 
 def op_counter_counts(module: nn.Module, inputs: Any) -> OpCounterCounts:
     """Run ``module(inputs)`` once under op_counter's SynOp and MAC counters."""
+    synop, mac = _run(module, inputs)
+    return OpCounterCounts(synops=int(synop.get_total()), macs=int(mac.get_total()))
+
+
+def op_counter_layer_counts(module: nn.Module, inputs: Any) -> dict[str, OpCounterCounts]:
+    """Per-submodule totals of one ``module(inputs)`` call, keyed by ``named_modules`` names.
+
+    op_counter scopes its records as ``RootClass.path``; the root itself is ``""``.
+    """
+    synop, mac = _run(module, inputs)
+    root = type(module).__name__
+    out: dict[str, OpCounterCounts] = {}
+    s_counts, m_counts = synop.get_counts(), mac.get_counts()
+    for scope in set(s_counts) | set(m_counts):
+        if scope == "Global":
+            continue
+        name = "" if scope == root else scope.removeprefix(root + ".")
+        out[name] = OpCounterCounts(synops=int(sum(s_counts.get(scope, {}).values())),
+                                    macs=int(sum(m_counts.get(scope, {}).values())))
+    return out
+
+
+def _run(module: nn.Module, inputs: Any):
     try:
         from spikingjelly.activation_based.op_counter import (
             DispatchCounterMode,
@@ -64,4 +86,4 @@ def op_counter_counts(module: nn.Module, inputs: Any) -> OpCounterCounts:
     args = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
     with torch.no_grad(), DispatchCounterMode([synop, mac]):
         module(*args)
-    return OpCounterCounts(synops=int(synop.get_total()), macs=int(mac.get_total()))
+    return synop, mac
