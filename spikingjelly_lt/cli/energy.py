@@ -1,116 +1,179 @@
-"""``sjlt energy``: per-layer MAC/AC counts and energy, with savings vs dense ANN and SNN."""
+"""``sjlt energy``: per-layer op counts, neuron updates and energy, with savings vs dense ANN and SNN.
+
+Counts a trained cell (``--checkpoint``), a fresh one (``--arch/--method/...``) or any
+user model (``--model-module pkg.mod:build``, a callable returning an ``nn.Module``),
+under the rules of docs/energy.md (``RULES``), priced by the chosen cost model; the
+totals table shows every registered cost model with synaptic, weight-memory, neuron
+and membrane energy in separate columns.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from ..errors import UsageError
 from .app import app, err_console, out_console, setup_logging
 from .common import dump_json
 
 log = logging.getLogger("spikingjelly_lt")
 
 
+def _baseline_cfg(cfg, method: str):
+    """The dense baseline (``method`` = "ann" or "snn") of the same setting as ``cfg``."""
+    return cfg.baseline(method)
+
+
+def _load_user_model(spec: str):
+    """``pkg.mod:build`` -> the ``nn.Module`` that ``build()`` returns."""
+    from torch import nn
+
+    mod_name, _, attr = spec.partition(":")
+    if not mod_name or not attr:
+        raise UsageError(f"--model-module wants MODULE:CALLABLE (e.g. my_pkg.my_net:build), not {spec!r}")
+    try:
+        fn = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"cannot load {spec!r}: {exc}") from exc
+    model = fn() if callable(fn) else fn
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"{spec} returned {type(model).__name__}, not a torch nn.Module")
+    return model
+
+
+def _user_batches(model, loader, timesteps: int, max_batches: int):
+    """Batches in the layout the model takes: ``[T, N, ...]`` for a multi-step net without
+    its own ``timesteps`` (direct encoding: the image at every step), else ``[N, ...]``."""
+    from ..energy.counter import is_neuron_node
+
+    multi = not getattr(model, "timesteps", None) and any(
+        getattr(m, "step_mode", "s") == "m" for m in model.modules() if is_neuron_node(m))
+    for i, (x, *_) in enumerate(loader):
+        if i >= max_batches:
+            break
+        yield x.unsqueeze(0).repeat(timesteps, *([1] * x.dim())) if multi else x
+
+
 @app.command("energy")
 def energy_command(
     checkpoint: Annotated[Path | None, typer.Option(help="A trainer checkpoint (RESULTS.db.ckpt/HASH.pt); omit for an untrained model.")] = None,
+    model_module: Annotated[str | None, typer.Option(help="Count your own model: MODULE:CALLABLE returning an nn.Module (input: the data set's test images).")] = None,
     arch: Annotated[str, typer.Option(help="Architecture (without a checkpoint).")] = "resnet19",
     method: Annotated[str, typer.Option(help="Method (without a checkpoint).")] = "binw-slt",
     dataset: Annotated[str, typer.Option(help="Data set (without a checkpoint).")] = "digits",
     data_dir: Annotated[str | None, typer.Option(help="Data folder for CIFAR.")] = None,
     width: Annotated[float, typer.Option(help="Width multiplier (without a checkpoint).")] = 0.25,
-    timesteps: Annotated[int, typer.Option(help="T (without a checkpoint).")] = 4,
+    timesteps: Annotated[int, typer.Option(help="T (without a checkpoint; for --model-module: steps per image).")] = 4,
     sparsity: Annotated[float, typer.Option(help="Sparsity (without a checkpoint).")] = 0.5,
     model: Annotated[str, typer.Option("--model", help="Energy cost model (see `sjlt plugins`).")] = "horowitz45",
+    pooled_fc: Annotated[str, typer.Option(help="A layer fed by average-pooled spikes: ac (T x rate x dense ACs, default) | mac.")] = "ac",
     snn_checkpoint: Annotated[Path | None, typer.Option(help="A trained dense SNN checkpoint for the x SNN ratio.")] = None,
     images: Annotated[int, typer.Option(help="Test images to count over.")] = 512,
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON.")] = False,
 ) -> None:
-    """Count per-layer MACs/ACs from measured firing rates and price them."""
+    """Count per-layer MACs/ACs and neuron updates from measured firing rates and price them."""
     setup_logging()
     from .. import plugins
     from ..data import load_dataset, make_loader
-    from ..energy.counter import count_energy, energy_ratio
-    from ..training.config import CellConfig
-    from ..training.trainer import build_cell_model, load_trained
+    from ..energy.counter import POOLED_FC, count_energy, energy_ratio, energy_under
 
     cost = plugins.lookup("energy_models", model)
-    if checkpoint is not None:
-        cfg, bundle, net = load_trained(checkpoint, data_dir)
-        source = str(checkpoint)
+    if pooled_fc not in POOLED_FC:
+        raise UsageError(f"--pooled-fc must be one of {', '.join(POOLED_FC)}, not {pooled_fc!r}")
+    batch = 128
+    max_batches = max(1, -(-images // batch))
+    x_ann = x_snn = None
+    snn_source = None
+    config: dict | None = None
+    if model_module is not None:
+        net = _load_user_model(model_module)
+        bundle = load_dataset(dataset, data_dir, limit_test=images)
+        loader = make_loader(bundle, "test", batch)
+        report = count_energy(net, _user_batches(net, loader, timesteps, max_batches), cost,
+                              timesteps=timesteps, pooled_fc=pooled_fc)
+        source, title = model_module, model_module
     else:
-        from ..profiles import get_profile
+        from ..build import DataShape, build_model
+        from ..training.trainer import load_trained
 
-        cfg = CellConfig.from_dict({**get_profile("smoke").cell, "arch": arch, "method": method, "dataset": dataset,
-                                    "width": width, "timesteps": timesteps, "sparsity": sparsity,
-                                    "limit_test": images}).validate().normalized()
-        bundle = load_dataset(cfg.dataset, data_dir, limit_test=images)
-        net = build_cell_model(cfg, bundle)
-        source = "untrained (random init)"
-        err_console.print("[yellow]no checkpoint: firing rates of an untrained network[/yellow]")
-    loader = make_loader(bundle, "test", 128)
-    max_batches = max(1, -(-images // 128))
-    report = count_energy(net, loader, cost, max_batches=max_batches)
-    ann = count_energy(build_cell_model(replace(cfg, method="ann").normalized(), bundle), loader, cost, max_batches=1)
-    if snn_checkpoint is None and checkpoint is not None:
-        snn_checkpoint = _dense_snn_beside(checkpoint, cfg)
-    if snn_checkpoint is not None:
-        _, _, snn_net = load_trained(snn_checkpoint, data_dir)
-        snn_source = str(snn_checkpoint)
-    else:
-        snn_net = build_cell_model(replace(cfg, method="snn").normalized(), bundle)
-        snn_source = "untrained dense SNN (pass --snn-checkpoint for a trained one)"
-    snn = count_energy(snn_net, loader, cost, max_batches=max_batches)
-    x_ann, x_snn = energy_ratio(ann, report, cost), energy_ratio(snn, report, cost)
+        if checkpoint is not None:
+            cfg, bundle, net = load_trained(checkpoint, data_dir)
+            source = str(checkpoint)
+        else:
+            from ..cell import Cell
+            from ..methods import resolve
+
+            cell = Cell().replace(method=method, arch=arch, width=width, timesteps=timesteps, sparsity=sparsity,
+                                  dataset=dataset, limit_test=images)
+            cfg = resolve(cell)
+            bundle = load_dataset(dataset, data_dir, limit_test=images)
+            net = build_model(cfg, DataShape.of(bundle))
+            source = "untrained (random init)"
+            err_console.print("[yellow]no checkpoint: firing rates of an untrained network[/yellow]")
+        loader = make_loader(bundle, "test", batch)
+        report = count_energy(net, loader, cost, max_batches=max_batches, pooled_fc=pooled_fc)
+        shape = DataShape.of(bundle)
+        ann = count_energy(build_model(_baseline_cfg(cfg, "ann"), shape), loader, cost, max_batches=1)
+        if snn_checkpoint is None and checkpoint is not None:
+            sibling = checkpoint.parent / f"{_baseline_cfg(cfg, 'snn').hash}.pt"
+            snn_checkpoint = sibling if sibling.is_file() else None
+        if snn_checkpoint is not None:
+            _, _, snn_net = load_trained(snn_checkpoint, data_dir)
+            snn_source = str(snn_checkpoint)
+        else:
+            snn_net = build_model(_baseline_cfg(cfg, "snn"), shape)
+            snn_source = "untrained dense SNN (pass --snn-checkpoint for a trained one)"
+        snn = count_energy(snn_net, loader, cost, max_batches=max_batches, pooled_fc=pooled_fc)
+        x_ann, x_snn = energy_ratio(ann, report, cost), energy_ratio(snn, report, cost)
+        config = cfg.cell.to_dict()
+        title = f"{cfg.cell.model.arch} {cfg.cell.method}"
+    by_model = {name: energy_under(report, name) for name in plugins.names("energy_models")}
     if as_json:
-        typer.echo(dump_json({"config": cfg.to_dict(), "source": source, "report": report.to_dict(),
-                              "x_ann": x_ann, "x_snn": x_snn, "snn_reference": snn_source}))
+        typer.echo(dump_json({
+            "config": config, "source": source, "rules": report.rules, "report": report.to_dict(),
+            "energy_by_model": {n: _split(r) for n, r in by_model.items()},
+            "x_ann": x_ann, "x_snn": x_snn, "snn_reference": snn_source,
+        }))
         return
-    table = Table(title=f"{cfg.arch} {cfg.method} — energy under {report.model} ({source})")
-    for col, right in (("layer", False), ("op", False), ("input", False), ("MACs", True), ("ACs", True),
-                       ("density", True), ("in rate", True), ("bits", True), ("pJ", True)):
+    table = Table(title=f"{title} — energy under {report.model}, rules {report.rules} ({source})")
+    for col, right in (("layer", False), ("rule", False), ("MACs", True), ("ACs", True), ("density", True),
+                       ("in rate", True), ("storage", False), ("bits", True), ("pJ", True)):
         table.add_column(col, justify="right" if right else "left")
     for layer in report.layers:
-        table.add_row(layer.name, layer.op_kind, layer.input_kind, f"{layer.macs:.4g}", f"{layer.acs:.4g}",
-                      f"{layer.weight_density:.3f}", "–" if layer.firing_rate is None else f"{layer.firing_rate:.3f}",
-                      str(layer.weight_bits), f"{layer.energy_pj:.4g}")
+        table.add_row(layer.name, layer.rule, f"{layer.macs:.4g}", f"{layer.acs:.4g}", f"{layer.weight_density:.3f}",
+                      "–" if layer.firing_rate is None else f"{layer.firing_rate:.3f}", layer.storage,
+                      str(layer.stored_bits), f"{layer.energy_pj:.4g}")
     table.add_section()
-    table.add_row("total / image", "", "", f"{report.macs:.4g}", f"{report.acs:.4g}", "", 
-                  "–" if report.mean_firing_rate is None else f"{report.mean_firing_rate:.3f}", "", f"{report.energy_pj:.4g}")
+    table.add_row("total / image", "", f"{report.macs:.4g}", f"{report.acs:.4g}", "",
+                  "–" if report.mean_firing_rate is None else f"{report.mean_firing_rate:.3f}", "",
+                  str(sum(r.stored_bits for r in report.layers)), f"{report.energy_pj:.4g}")
     out_console.print(table)
-    out_console.print(f"saving vs dense ANN: {x_ann:.3g}x   vs dense SNN: {x_snn:.3g}x  (SNN reference: {snn_source})")
+    if report.neurons:
+        nt = Table(title=f"neurons (per image; priced by {report.model})")
+        for col in ("neuron layer", "kind", "updates", "adds", "mults", "compares", "state bits", "pJ"):
+            nt.add_column(col, justify="left" if col in ("neuron layer", "kind") else "right")
+        for n in report.neurons:
+            nt.add_row(n.name, n.kind, f"{n.updates:.4g}", f"{n.adds:.4g}", f"{n.mults:.4g}", f"{n.compares:.4g}",
+                       str(n.state_bits), f"{n.energy_pj:.4g}")
+        out_console.print(nt)
+    tt = Table(title=f"pJ per image under every cost model (pooled_fc={report.options['pooled_fc']})")
+    for col in ("cost model", "binary synapse", "synaptic", "weight memory", "neuron", "membrane", "total"):
+        tt.add_column(col, justify="left" if col in ("cost model", "binary synapse") else "right")
+    for name, r in by_model.items():
+        s = _split(r)
+        tt.add_row(name, r.options["binary_synapse"], f"{s['synaptic_pj']:.4g}", f"{s['weight_memory_pj']:.4g}",
+                   f"{s['neuron_pj']:.4g}", f"{s['membrane_pj']:.4g}", f"{s['total_pj']:.4g}")
+    out_console.print(tt)
+    if x_ann is not None:
+        out_console.print(f"saving vs dense ANN: {x_ann:.3g}x   vs dense SNN: {x_snn:.3g}x  (SNN reference: {snn_source})")
 
 
-def _dense_snn_beside(checkpoint: Path, cfg) -> Path | None:
-    """The dense SNN of the same setting in a bench checkpoint folder (R.db.ckpt/HASH.pt).
-
-    A spiking cell names it by config hash. An ANN cell's config has no T or tau
-    (normalized away), so its SNN is the one done row of results file R.db whose setting
-    matches on everything else; with several (different T) none is chosen.
-    """
-    from ..results.report import SNN_SETTING
-    from ..results.store import ResultStore, config_hash
-
-    if cfg.timesteps is not None:
-        h = config_hash(replace(cfg, method="snn").normalized().to_dict())
-    else:
-        db = checkpoint.parent.with_name(checkpoint.parent.name.removesuffix(".ckpt"))
-        if checkpoint.parent.suffix != ".ckpt" or not db.is_file():
-            return None
-        mine = cfg.to_dict()
-        with ResultStore(db, create=False) as store:
-            found = [r["config_hash"] for r in store.rows("done") if r["config"].get("method") == "snn"
-                     and all(r["config"].get(k) == mine.get(k) for k in SNN_SETTING if k not in ("timesteps", "tau"))]
-        if len(found) != 1:
-            if found:
-                log.warning("energy: %d dense SNNs match %s (different T); pass --snn-checkpoint",
-                            len(found), checkpoint)
-            return None
-        h = found[0]
-    sibling = checkpoint.parent / f"{h}.pt"
-    return sibling if sibling.is_file() else None
+def _split(r) -> dict[str, float]:
+    """One report's energy split into the columns ``sjlt energy`` shows."""
+    return {"synaptic_pj": r.energy_mac_pj + r.energy_ac_pj, "weight_memory_pj": r.energy_mem_pj,
+            "neuron_pj": r.energy_neuron_pj, "membrane_pj": r.energy_membrane_pj, "total_pj": r.energy_pj}
