@@ -11,5 +11,9 @@ VENV=${VENV:-.venv}
 PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 $PIP install -r requirements-cpu.txt
 $PIP install --no-deps "spikingjelly==2.0.0"
+# NeuroBench (energy cross-check in tests/test_energy_crosscheck.py): --no-deps, because
+# its tonic dependency pulls librosa/numba and a torchaudio built for another torch;
+# its metrics need only snntorch (pure python, no dependencies) beside what is here.
+$PIP install --no-deps "neurobench==2.3.0" "snntorch==1.0.0"
 $PIP install --no-deps -e . -e plugins/sjlt-random-prune
 echo "installed into $VENV ($($VENV/bin/python -c 'import torch,spikingjelly_lt;print("torch",torch.__version__)'))" >&2
