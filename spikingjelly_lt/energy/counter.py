@@ -280,18 +280,35 @@ def _spike_sums(x: torch.Tensor, check: bool) -> tuple[torch.Tensor, torch.Tenso
     return total, (dots[0] if len(dots) == 1 else torch.stack(dots).sum(dtype=torch.float64)) - total
 
 
-def _position_map(x: torch.Tensor, per_sample_dims: int) -> torch.Tensor:
-    """Sum of ``x`` over its leading (sample, step) dims: one value per input position.
+_ONES: dict[tuple, torch.Tensor] = {}
 
-    float32 sums, exact for {0,1} (or 0/1 nonzero indicators) while samples x steps per
-    call stay below 2**24.
+
+def _position_map(x: torch.Tensor, per_sample_dims: int) -> torch.Tensor:
+    """Sum of ``x`` over its leading (sample, step) dims: one float32 value per input position.
+
+    A ``ones @ x`` GEMV over the flattened leading dims (faster on CPU than ``sum(0)``
+    and than a full ``sum``), float32 throughout: exact for {0,1} inputs (and 0/1
+    nonzero indicators) while samples x steps per call stay below 2**24. A
+    channels_last conv input is summed in its memory order and permuted back (no copy).
     """
+    if x.dtype != torch.float32:
+        x = x.to(torch.float32)
     lead = x.dim() - per_sample_dims
     if lead <= 0:
-        return x.to(torch.float32)
+        return x
+    shape = x.shape[lead:]
     if x.is_contiguous():
-        return x.reshape(-1, *x.shape[lead:]).sum(0, dtype=torch.float32)
-    return x.sum(dim=tuple(range(lead)), dtype=torch.float32)
+        flat, back = x.reshape(-1, shape.numel()), None
+    elif x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        flat, back = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1), (shape[1], shape[2], shape[0])
+    else:
+        return x.sum(dim=tuple(range(lead)))
+    key = (flat.shape[0], flat.device)
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = _ONES[key] = torch.ones(flat.shape[0], dtype=torch.float32, device=flat.device)
+    m = ones @ flat
+    return m.reshape(shape) if back is None else m.reshape(back).permute(2, 0, 1)
 
 
 def _fanout(module: nn.Module, in_shape: tuple[int, ...]) -> torch.Tensor:
