@@ -29,6 +29,8 @@ __all__ = [
     "format_matrix",
     "matrix_columns",
     "matrix_table",
+    "energy_by_model_table",
+    "LAYER_METHODS",
 ]
 
 log = logging.getLogger("spikingjelly_lt")
@@ -67,6 +69,7 @@ _ENTRY_NAME = {"sparsity": "achieved_sparsity"}
 PLOT_FILES = {
     "accuracy_vs_sparsity": "accuracy_vs_sparsity.png",
     "energy": "energy.png",
+    "energy_layers": "energy_layers.png",
     "accuracy_vs_time_to_ticket": "accuracy_vs_time_to_ticket.png",
 }
 
@@ -467,6 +470,96 @@ def _plot_energy(table: Sequence[dict[str, Any]], path: Path) -> None:
     fig.savefig(path)
 
 
+LAYER_METHODS = ("ann", "snn", "binw-slt")  # the per-layer energy figure's bars
+
+
+def _layer_rows(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """``{(arch, dataset): {method: row}}``: the first done row with per-layer energy of each
+    of ``LAYER_METHODS`` (lowest seed, then the densest target of a pruned method)."""
+    out: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    done = [r for r in rows if r.get("status", "done") == "done" and (r.get("metrics") or {}).get("energy_layers")]
+    done.sort(key=lambda r: (str(r["config"].get("seed")), _num(r["config"].get("sparsity")) or 0.0))
+    for r in done:
+        c = r["config"]
+        if c.get("method") in LAYER_METHODS:
+            out.setdefault((str(c.get("arch")), str(c.get("dataset"))), {}).setdefault(c["method"], r)
+    return out
+
+
+def _plot_energy_layers(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """Stacked bars by layer (pJ per image, the row's own cost model) for ann, snn, binw-slt."""
+    from matplotlib import colormaps
+
+    panels = _layer_rows(rows)
+    fig, axes = _figure(len(panels))
+    if not panels:
+        _empty(axes[0], "no per-layer energy")
+    cmap = colormaps["viridis"]
+    for ax, ((arch, dataset), by_method) in zip(axes, panels.items()):
+        methods = [m for m in LAYER_METHODS if m in by_method]
+        n_layers = max(len(by_method[m]["metrics"]["energy_layers"]) for m in methods)
+        for x, m in enumerate(methods):
+            layers = by_method[m]["metrics"]["energy_layers"]
+            bottom = 0.0
+            for i, layer in enumerate(layers):
+                h = layer.get("energy_pj") or 0.0
+                ax.bar(x, h, bottom=bottom, color=cmap(i / max(n_layers - 1, 1)), edgecolor="white", linewidth=0.3)
+                bottom += h
+            ax.annotate(f"{bottom:.3g}", (x, bottom), xytext=(0, 3), textcoords="offset points",
+                        ha="center", va="bottom", fontsize="x-small")
+        model = next(iter(by_method.values()))["metrics"].get("energy_model", "?")
+        ax.set_xticks(range(len(methods)), methods)
+        ax.set_ylabel(f"pJ / image ({model})")
+        ax.set_title(f"{arch} / {dataset}: energy by layer (dark: first layer, light: classifier)",
+                     fontsize="medium")
+        ax.grid(axis="y", alpha=0.3)
+    fig.savefig(path)
+
+
+def energy_by_model_table(table: Sequence[dict[str, Any]], rows: Iterable[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Markdown table: per matrix entry, pJ per image under every cost model its runs were
+    priced under (``energy_by_model``, mean over done runs), with the savings vs the dense
+    ANN and SNN of the same (arch, dataset, setting) under the same model."""
+    by_key: dict[str, list[dict[str, float]]] = defaultdict(list)
+    models: list[str] = []
+    for r in rows:
+        em = (r.get("metrics") or {}).get("energy_by_model")
+        if r.get("status", "done") != "done" or not em:
+            continue
+        cfg = {k: v for k, v in (r.get("config") or {}).items() if k != "seed"}
+        by_key[canonical_json(cfg)].append(em)
+        models += [m for m in em if m not in models]
+    mean = {k: {m: statistics.fmean([e[m] for e in v if e.get(m) is not None] or [math.nan]) for m in models}
+            for k, v in by_key.items()}
+
+    def energy(e: dict[str, Any]) -> dict[str, float]:
+        return mean.get(canonical_json({k: v for k, v in e["config"].items() if k != "seed"}), {})
+
+    def base(e: dict[str, Any], method: str) -> dict[str, float]:
+        same = [b for b in table if b.get("method") == method and (b["arch"], b["dataset"]) == (e["arch"], e["dataset"])]
+        pick = [b for b in same if b.get("setting") == e.get("setting")] or same
+        return energy(pick[0]) if pick else {}
+
+    headers = ["method", "target", *[f"{m} pJ (×ANN / ×SNN)" for m in models]]
+    cells = []
+    for e in table:
+        mine = energy(e)
+        if not mine:
+            continue
+        ann, snn = base(e, "ann"), base(e, "snn")
+        row = [str(e["method"]) + (f" ({e['setting']})" if e.get("setting") else ""), _target(e)]
+        for m in models:
+            v = mine.get(m)
+            if v is None or math.isnan(v):
+                row.append(DASH)
+                continue
+            xa = f"{ann[m] / v:.3g}" if ann.get(m) and v else DASH
+            xs = f"{snn[m] / v:.3g}" if snn.get(m) and v and e.get("method") not in ("ann",) else DASH
+            row.append(f"{v:.3g} ({xa} / {xs})")
+        cells.append(row)
+    return headers, cells
+
+
 def _plot_accuracy_vs_time(table: Sequence[dict[str, Any]], path: Path) -> None:
     fig, colors, panels = _panel_figure(table)
     for ax, (arch, dataset), entries in panels:
@@ -533,11 +626,13 @@ def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
     table = matrix_table(rows)
     _plot_accuracy_vs_sparsity(table, out / PLOT_FILES["accuracy_vs_sparsity"])
     _plot_energy(table, out / PLOT_FILES["energy"])
+    _plot_energy_layers(rows, out / PLOT_FILES["energy_layers"])
     _plot_accuracy_vs_time(table, out / PLOT_FILES["accuracy_vs_time_to_ticket"])
 
     counts = Counter(r.get("status", "done") for r in rows)
     cols = matrix_columns(table, reference=True)
     headers, cells = format_matrix(table, reference=True)
+    energy_headers = energy_by_model_table(table, rows)
     parts = [
         "# spikingjelly-lt benchmark report",
         "",
@@ -563,6 +658,17 @@ def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
         f"![Accuracy vs sparsity]({PLOT_FILES['accuracy_vs_sparsity']})",
         "",
         f"![Energy per image, log scale, ratio to the ANN on each bar]({PLOT_FILES['energy']})",
+        "",
+        f"![Energy per image by layer, stacked, for ann, snn and binw-slt]({PLOT_FILES['energy_layers']})",
+        "",
+        "## Energy under every cost model",
+        "",
+        (_md_table(*energy_headers, [False, False] + [True] * (len(energy_headers[0]) - 2))
+         if energy_headers[1] else "_No energy results._"),
+        "",
+        ("pJ per image under each registered cost model (docs/energy.md: rules, and what each "
+         "model charges); in brackets the dense ANN's and SNN's energy divided by this entry's "
+         "under the same model (paper, BinW-SLT: 8.92× ANN, 1.86× SNN)."),
         "",
         f"![Accuracy vs time to ticket]({PLOT_FILES['accuracy_vs_time_to_ticket']})",
         "",
