@@ -233,3 +233,17 @@ def test_neuro_model_hand_value(node, kind, per_update):
 def test_bad_pooled_fc_option():
     with pytest.raises(UsageError, match="pooled_fc"):
         EnergyCounter(nn.Linear(2, 2), pooled_fc="maybe")
+
+
+def test_every_rule_and_model_is_written_down():
+    from pathlib import Path
+
+    from spikingjelly_lt import plugins
+    from spikingjelly_lt.energy import RULES
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "energy.md").read_text()
+    assert f"`{RULES}`" in doc
+    for rule in ("static-mac", "spike-ac", "pooled-ac", "pooled-mac", "graded-mac", "real-mac", "sign-ac"):
+        assert f"`{rule}`" in doc, rule
+    for name in plugins.names("energy_models"):
+        assert f"`{name}`" in doc, name
