@@ -34,9 +34,9 @@ def measure(args) -> dict:
     torch.manual_seed(0)
     recipe = {"arch": args.arch, "method": args.method, "width": args.width, "timesteps": args.timesteps}
     if args.checkpoint:
-        cfg, bundle, model = load_trained(args.checkpoint, args.data_dir or None)
+        r, bundle, model = load_trained(args.checkpoint, args.data_dir or None)
         bundle = bundle.limited(None, args.images)
-        recipe = {k: getattr(cfg, k) for k in recipe}
+        recipe = {k: r.cell.get(k) for k in recipe}
     else:
         bundle = load_dataset(args.dataset, args.data_dir, limit_test=args.images)
         model = build_model(**recipe, input_size=bundle.test_x.shape[-1], v_threshold=args.v_threshold,
