@@ -36,7 +36,7 @@ def measure(args) -> dict:
     if args.checkpoint:
         r, bundle, model = load_trained(args.checkpoint, args.data_dir or None)
         bundle = bundle.limited(None, args.images)
-        recipe = {k: r.cell.get(k) for k in recipe}
+        recipe = {k: r.cell.get(k) if hasattr(r, "cell") else getattr(r, k) for k in recipe}  # new / old API
     else:
         bundle = load_dataset(args.dataset, args.data_dir, limit_test=args.images)
         model = build_model(**recipe, input_size=bundle.test_x.shape[-1], v_threshold=args.v_threshold,
@@ -58,12 +58,26 @@ def measure(args) -> dict:
     energy = rep["energy"]
     return {
         **recipe, "input_size": size, "images": int(bundle.test_x.shape[0]), "batch": args.batch,
-        "threads": args.threads, "torch": torch.__version__, "checkpoint": args.checkpoint,
+        "threads": args.threads, "torch": torch.__version__, "checkpoint": args.checkpoint, "cpu": cpu_model(),
+        "rules": getattr(energy, "rules", "sjlt-energy/1"),
         "top1": rep["top1"],
         "plain_s": plain, "counted_s": counted,
         "ratio_median": statistics.median(c / p for p, c in zip(plain, counted)),
         "mean_firing_rate": energy.mean_firing_rate, "energy_pj_per_image": energy.energy_pj,
     }
+
+
+def cpu_model() -> str:
+    """The CPU model name and the flags that change conv speed (speed figures travel with it)."""
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        import platform
+
+        return platform.processor() or "unknown"
+    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "unknown")
+    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
+    return " ".join([name, *sorted(flags & {"avx512f", "avx512_bf16", "amx_bf16", "amx_int8"})])
 
 
 def main(argv=None) -> None:
@@ -89,6 +103,7 @@ def main(argv=None) -> None:
     print(f"{out['arch']} {out['method']} w{out['width']} {out['input_size']}x{out['input_size']} "
           f"T={out['timesteps']} {out['images']} images, batch {out['batch']}, {out['threads']} threads, "
           + (f"trained ({out['checkpoint']}), top-1 {out['top1']:.3f}" if out["checkpoint"] else "untrained"))
+    print(f"cpu: {out['cpu']}; energy rules {out['rules']}")
     print("plain   s:", " ".join(f"{t:.2f}" for t in out["plain_s"]))
     print("counted s:", " ".join(f"{t:.2f}" for t in out["counted_s"]))
     rate = out["mean_firing_rate"]
