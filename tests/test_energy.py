@@ -443,3 +443,14 @@ def test_weight_stats_binary_and_density():
     assert weight_stats(fc) == (12, 8, False)
     prune.l1_unstructured(fc, "weight", amount=5)  # the mask drops the 4 zeros and the 0.25
     assert weight_stats(fc) == (12, 7, True)  # the weight that runs, not weight_orig
+
+
+def test_position_map_channels_last_and_bool():
+    from spikingjelly_lt.energy.counter import _position_map
+
+    x = (torch.rand(6, 3, 5, 7, generator=torch.Generator().manual_seed(9)) < 0.3).float()
+    want = x.sum(0)
+    assert torch.equal(_position_map(x, 3), want)
+    assert torch.equal(_position_map(x.contiguous(memory_format=torch.channels_last), 3), want)
+    assert torch.equal(_position_map(x != 0, 3), want)
+    assert torch.equal(_position_map(x.transpose(2, 3), 3), x.transpose(2, 3).sum(0))  # other strides
