@@ -189,7 +189,9 @@ def test_storage_formats_and_mixed_weight_bits():
     net = nn.Sequential(dense, binary, bin_pruned)
     st = model_storage(net, "binary")
     assert st["weights"] == 96
-    assert st["weight_bits"] == (32 * 32 + 64 + 96) / 96
+    assert st["weight_bits"] == (32 * 32 + 1 * 32 + 1 * 16) / (32 + 32 + 16)  # over running weights
+    assert st["stored_bits_per_weight"] == (32 * 32 + 64 + 96) / 96
+    assert model_storage(nn.Sequential(binary, bin_pruned))["weight_bits"] == 1
     assert st["model_bytes"] == (32 * 32 + 64 + 96) // 8
     # a declared format wins over the inferred one
     binary.sjlt_storage = "mask-seed"
@@ -204,7 +206,8 @@ def test_mem_model_uses_the_same_storage():
     (row,) = rep.layers
     assert row.storage == "bitmask-fp32" and row.stored_bits == 32 + 32 * 8
     assert rep.energy_mem_pj == pytest.approx(row.stored_bits * 10 / 64)
-    assert model_storage(net)["weight_bits"] == row.stored_bits / 32
+    assert model_storage(net)["stored_bits_per_weight"] == row.stored_bits / 32
+    assert model_storage(net)["weight_bits"] == 32
 
 
 # ---------------------------------------------------------------- neuron-aware model

@@ -106,18 +106,22 @@ def model_storage(model: nn.Module, weights: str | None = None, from_seed: bool 
 
     Each prunable layer is stored as ``layer_storage`` says (the same description the
     ``-mem`` cost models read); every other floating parameter and buffer the forward
-    pass uses (BN, biases) is 32 bits. ``weight_bits`` is the stored weight bits (masks
-    and alphas included) per weight of the prunable layers, so a binary net with fp32
-    first/last layers reports its honest mixed average, not 1. ``weights`` (the method's
-    weight kind) is accepted for compatibility; the format follows the running weight.
+    pass uses (BN, biases) is 32 bits. ``weight_bits`` is the value precision averaged
+    over the weights that run (the nonzero ones: 1 for a ±alpha weight, 32 for fp32), so
+    a binary net with fp32 first/last layers reports its honest mixed figure, not 1;
+    ``stored_bits_per_weight`` is the stored weight bits (masks and alphas included) per
+    weight of the prunable layers. ``weights`` (the method's weight kind) is accepted for
+    compatibility; the format follows the running weight.
     """
-    bits = weight_bits = weight_numel = 0
+    bits = weight_bits = weight_numel = value_bits = running = 0
     counted: set[int] = set()
     formats: dict[str, int] = {}
     for _, module in prunable_layers(model):
         st = layer_storage(module, from_seed=from_seed)
         weight_numel += st.numel
         weight_bits += st.bits
+        value_bits += (1 if st.binary else 32) * st.nonzeros
+        running += st.nonzeros
         formats[st.format] = formats.get(st.format, 0) + 1
         if parametrize.is_parametrized(module, "weight"):
             counted.update(id(t) for t in module.parametrizations.weight.parameters())
@@ -133,7 +137,8 @@ def model_storage(model: nn.Module, weights: str | None = None, from_seed: bool 
             bits += 32 * t.numel()
     return {
         "model_bytes": bits // 8,
-        "weight_bits": weight_bits / weight_numel if weight_numel else 0.0,
+        "weight_bits": value_bits / running if running else 0.0,
         "weights": weight_numel,
+        "stored_bits_per_weight": weight_bits / weight_numel if weight_numel else 0.0,
         "storage_formats": formats,
     }
