@@ -1,4 +1,5 @@
-"""``sjlt ticket export|load|info``: compact ticket files (see :mod:`spikingjelly_lt.ticket`)."""
+"""``sjlt ticket export|load|info|run``: compact ticket files (see :mod:`spikingjelly_lt.ticket`),
+their exact integer-arithmetic inference and NIR export (see :mod:`spikingjelly_lt.deploy`)."""
 
 from __future__ import annotations
 
@@ -52,14 +53,35 @@ def _print_sizes(ticket, title: str) -> None:
 
 @ticket_app.command("export")
 def export_command(
-    checkpoint: Annotated[Path, typer.Argument(help="Trainer checkpoint (RESULTS.db.ckpt/<hash>.pt).")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Ticket file to write.")],
+    checkpoint: Annotated[Path, typer.Argument(help="Trainer checkpoint (RESULTS.db.ckpt/<hash>.pt); with --format nir also a .sjlt ticket.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="sjlt (compact ticket) | nir (Neuromorphic Intermediate Representation, HDF5; needs the nir extra).")] = "sjlt",
     store_signs: Annotated[bool, typer.Option("--store-signs", help="Store sign bits (fp supermasks: kept fp32 weights) instead of regrowing frozen weights from the seed.")] = False,
+    dt: Annotated[float, typer.Option(help="--format nir: the time step in seconds that maps the discrete LIF to NIR's continuous one (snnTorch assumes 1e-4).")] = 1e-4,
     data_dir: Annotated[str | None, typer.Option(help="Data folder (CIFAR checkpoints: the data set gives the model's shape).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
 ) -> None:
-    """Write a checkpoint's ticket: seed, mask bits, alpha, BN tensors (+ sign bits)."""
+    """Write a checkpoint's ticket (seed, mask bits, alpha, BN tensors, + sign bits) or its NIR graph."""
     setup_logging()
+    from ..errors import check_choice
+
+    check_choice("export format", fmt, ("sjlt", "nir"))
+    if fmt == "nir":
+        from ..deploy.nir_export import export_nir
+
+        summary = export_nir(checkpoint, out, dt=dt, data_dir=data_dir)
+        if as_json:
+            typer.echo(dump_json(summary))
+            return
+        table = Table(title=f"{out} (NIR, {summary['arch']} {summary['method']}, T={summary['timesteps']}, dt={dt:g} s)")
+        table.add_column("node kind")
+        table.add_column("count", justify="right")
+        for kind, n in sorted(summary["node_kinds"].items()):
+            table.add_row(kind, str(n))
+        table.add_row("edges", str(summary["edges"]))
+        table.add_row("file bytes", f"{summary['bytes']:,}")
+        out_console.print(table)
+        return
     from ..ticket import export_ticket
 
     ticket = export_ticket(checkpoint, out, store_signs=store_signs, data_dir=data_dir)
@@ -161,3 +183,55 @@ def load_command(
                   f"{100 * row['sparsity']:.1f}", "–" if rate is None else f"{rate:.3f}")
     out_console.print(table)
     err_console.print(f"loaded {ticket_file}: top-1 {100 * row['top1']:.2f}% on {row['images']} {name} test images")
+
+
+@ticket_app.command("run")
+def run_command(
+    ticket_file: Annotated[Path, typer.Argument(help="Ticket file (.sjlt) or trainer checkpoint.")],
+    dataset: Annotated[str | None, typer.Option(help="Data set to run on (default: the ticket's).")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="Folder with cifar-10-batches-py / cifar-100-python.")] = None,
+    engine: Annotated[str, typer.Option(help="auto | int8 | bf16 | fp32: the exact integer product (auto: the fastest this CPU has).")] = "auto",
+    first_layer: Annotated[str, typer.Option(help="Precision of the first conv on the real image: fp32 | bf16.")] = "fp32",
+    storage: Annotated[str, typer.Option(help="Resident weights: packed (1.6 bit, unpacked per call) | int8 (kept in the engine's form).")] = "packed",
+    batch_size: Annotated[int, typer.Option(help="Batch size (both paths).")] = 256,
+    limit_test: Annotated[int | None, typer.Option(help="Run on the first N test images only.")] = None,
+    reference: Annotated[bool, typer.Option("--reference/--no-reference", help="Also check against the float64 reference (z, spikes, predictions) and trace the fp32 model's deviations.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
+) -> None:
+    """Run a ticket on the compiled integer engine and on the fp32 model: accuracy, images/s, agreement."""
+    setup_logging()
+    from ..deploy.run import run_ticket
+
+    err_console.print(f"running {ticket_file} ...")
+    r = run_ticket(ticket_file, dataset=dataset, data_dir=data_dir, engine=engine, first_layer=first_layer,
+                   storage=storage, batch_size=batch_size, limit_test=limit_test, reference=reference)
+    if as_json:
+        typer.echo(dump_json(r))
+        return
+    cpu = r["cpu"]
+    table = Table(title=f"{ticket_file} ({r['arch']} {r['method']}, {r['dataset']}, {r['images']} images, T={r['timesteps']})")
+    for col in ("path", "top-1 %", "images/s", "resident weight bytes"):
+        table.add_column(col, justify="left" if col == "path" else "right")
+    eb, mb = r["resident_bytes_engine"], r["resident_bytes_model"]
+    table.add_row(f"engine {r['engine']} ({r['storage']}, first layer {r['first_layer']})",
+                  f"{100 * r['top1_engine']:.2f}", f"{r['images_per_s_engine']:.1f}", f"{eb['weights']:,}")
+    table.add_row("fp32 model", f"{100 * r['top1_model']:.2f}", f"{r['images_per_s_model']:.1f}", f"{mb['weights']:,}")
+    out_console.print(table)
+    lines = [f"speed-up {r['speedup']:.2f}x, weights {r['weight_ratio']:.1f}x smaller "
+             f"(all resident tensors {r['total_ratio']:.1f}x)",
+             f"prediction agreement engine vs fp32 model: {r['agree_images']}/{r['images']} "
+             f"({100 * r['agreement']:.2f} %)"]
+    if r["checks"]:
+        ev, mv = r["checks"]["engine_vs_reference"], r["checks"]["model_vs_reference"]
+        lines.append(f"engine vs float64 reference: {ev['z_layers_differing']} layer outputs z differ, "
+                     f"{ev['images_with_spike_difference']} images with a spike difference, "
+                     f"{ev['prediction_differences']} predictions differ")
+        lines.append(f"fp32 model vs reference: {mv['images_with_spike_difference']} images with a spike flip "
+                     f"({mv['traced_within_tol']} traced to a membrane within {r['checks']['tol']:g} of threshold, "
+                     f"max {mv['max_margin']:.2e}); {mv['prediction_differences']} predictions differ "
+                     f"({mv['prediction_differences_traced_to_flip']} traced to such a flip, "
+                     f"{mv['prediction_differences_traced_to_logit_tie']} to an exact tie of the reference logits)")
+    lines.append(f"CPU: {cpu['model']}; flags: {' '.join(cpu['flags']) or '-'}; torch {cpu['torch_capability']}, "
+                 f"{cpu['threads']} threads")
+    for line in lines:
+        out_console.print(line)

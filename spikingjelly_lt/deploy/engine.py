@@ -1,0 +1,722 @@
+"""Compile a binary-weight spiking ticket into exact integer-arithmetic inference on the CPU.
+
+After the first layer every BinW-SLT layer multiplies binary inputs (spikes in {0, 1};
+bnn-act-lt: {-1, +1}) by ``alpha * q`` with ``q`` in {-1, 0, +1}, so the layer's sum is
+``alpha * z`` with ``z = conv(s, q)`` an integer, ``|z| <= fan_in``. In eval mode alpha,
+a Linear bias and BatchNorm fold into one per-channel ``scale * z + bias`` (design 6).
+``z`` comes out exact from every engine of :mod:`.cpu`; the affine map and the neurons
+(LIF membrane, fp32) follow it. Stateless layers see all T steps as one batch
+(``[T*N, ...]``); only the neurons loop over time.
+
+The compiled net is a small program of ops (stem, neuron, conv, linear, pools, residual
+block) read from the model's structure; weights are read only through
+:func:`~spikingjelly_lt.pruners.common.effective_weight` and a layer counts as binary
+when its values are exactly {-alpha, 0, +alpha}. :func:`reference_forward` runs the same
+program in float64 (the exactness yardstick).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UsageError
+from ..pruners.common import effective_weight
+from .cpu import choose_engine, cpu_info
+from .pack import pack_ternary, unpack_ternary
+
+__all__ = [
+    "STORAGE",
+    "FIRST_LAYER",
+    "CompiledNet",
+    "compile_model",
+    "reference_forward",
+    "weight_bytes",
+]
+
+log = logging.getLogger("spikingjelly_lt")
+
+STORAGE = ("packed", "int8")
+FIRST_LAYER = ("fp32", "bf16")
+_BF16_EXACT = 256  # bf16 holds every integer up to 2^8 exactly
+_CL = torch.channels_last
+
+
+# -- the program ------------------------------------------------------------------------
+
+
+@dataclass
+class Affine:
+    """``scale * z + bias`` per output channel: float64 master copy, fp32 for the engine."""
+
+    scale64: torch.Tensor
+    bias64: torch.Tensor
+
+    def __post_init__(self) -> None:
+        self.scale = self.scale64.to(torch.float32)
+        self.bias = self.bias64.to(torch.float32)
+
+
+@dataclass
+class Ternary:
+    """``q`` in {-1, 0, +1} stored packed (1.6 bit) or as int8; ``alpha`` per layer."""
+
+    shape: tuple[int, ...]
+    alpha: float
+    storage: str
+    data: torch.Tensor
+
+    @classmethod
+    def of(cls, q: torch.Tensor, alpha: float, storage: str) -> Ternary:
+        data = pack_ternary(q) if storage == "packed" else q.to(torch.int8).contiguous()
+        return cls(tuple(q.shape), float(alpha), storage, data)
+
+    def q(self) -> torch.Tensor:
+        return unpack_ternary(self.data, self.shape) if self.storage == "packed" else self.data
+
+    @property
+    def bytes(self) -> int:
+        return self.data.numel() * self.data.element_size() + 4  # + alpha (fp32)
+
+
+@dataclass
+class Stem:
+    """First layer on the real image: conv (fp32 or bf16) + folded BN."""
+
+    name: str
+    weight: Ternary | torch.Tensor  # Ternary when binary (alpha folded into affine)
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    affine: Affine
+
+    def w(self) -> torch.Tensor:
+        return self.weight.q().to(torch.float32) if isinstance(self.weight, Ternary) else self.weight
+
+
+@dataclass
+class Neuron:
+    """lif / if (fp32 membrane, T steps) or sign (bnn-act: +-1)."""
+
+    name: str
+    kind: str
+    tau: float = 2.0
+    decay_input: bool = True
+    v_threshold: float = 1.0
+    v_reset: float | None = 0.0
+
+
+@dataclass
+class IntConv:
+    name: str
+    weight: Ternary
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    affine: Affine
+    cache: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class IntLinear:
+    name: str
+    weight: Ternary
+    affine: Affine
+    cache: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class MaxPool:
+    name: str
+    kernel: int
+    stride: int
+
+
+@dataclass
+class GlobalPool:
+    name: str
+
+
+@dataclass
+class Block:
+    """conv1 -> sn1 -> conv2, + shortcut (conv or identity), -> sn2."""
+
+    name: str
+    conv1: IntConv
+    sn1: Neuron
+    conv2: IntConv
+    shortcut: IntConv | None
+    sn2: Neuron
+
+
+Op = Neuron | IntConv | IntLinear | MaxPool | GlobalPool | Block
+
+
+# -- reading a model --------------------------------------------------------------------
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _ternary(name: str, module: nn.Module) -> tuple[torch.Tensor, float]:
+    """``(q, alpha)`` of a layer whose running weight is exactly {-alpha, 0, +alpha}."""
+    w = effective_weight(module).detach().to("cpu", torch.float64)
+    nz = w[w != 0].abs()
+    alpha = float(nz.max()) if nz.numel() else 0.0
+    if nz.numel() and not bool((nz == alpha).all()):
+        raise UsageError(
+            f"layer {name} is not binary (its weights are not exactly {{-alpha, 0, +alpha}}); "
+            "the integer engine needs a binary-weight ticket (binw-slt, bnn-act-lt)")
+    return torch.sign(w).to(torch.int8), alpha
+
+
+def _bn_fold(bn: nn.Module | None, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s, b) with ``BN(x) = s * x + b`` in eval mode, float64."""
+    if bn is None:
+        return torch.ones(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64)
+    if bn.running_mean is None or bn.running_var is None:
+        raise UsageError("a BatchNorm without running statistics cannot be folded")
+    mean = bn.running_mean.detach().double().cpu()
+    inv = 1.0 / torch.sqrt(bn.running_var.detach().double().cpu() + float(bn.eps))
+    gamma = bn.weight.detach().double().cpu() if bn.weight is not None else torch.ones_like(mean)
+    beta = bn.bias.detach().double().cpu() if bn.bias is not None else torch.zeros_like(mean)
+    s = gamma * inv
+    return s, beta - mean * s
+
+
+def _affine(alpha: float, layer_bias: torch.Tensor | None, bn: nn.Module | None, channels: int) -> Affine:
+    s, b = _bn_fold(bn, channels)
+    lb = layer_bias.detach().double().cpu() if layer_bias is not None else torch.zeros(channels, dtype=torch.float64)
+    return Affine(s * alpha, s * lb + b)
+
+
+def _neuron(name: str, module: nn.Module) -> Neuron | None:
+    from .._sj import neuron as sj_neuron
+    from ..nn.fast_lif import FastLIFNode
+    from ..nn.neurons import Sign
+
+    if isinstance(module, (FastLIFNode, sj_neuron.LIFNode)):
+        return Neuron(name, "lif", float(module.tau), bool(module.decay_input), float(module.v_threshold),
+                      None if module.v_reset is None else float(module.v_reset))
+    if isinstance(module, sj_neuron.IFNode):
+        return Neuron(name, "if", 1.0, True, float(module.v_threshold),
+                      None if module.v_reset is None else float(module.v_reset))
+    if isinstance(module, Sign):
+        return Neuron(name, "sign")
+    return None
+
+
+def _bn_after(mods: list[tuple[str, nn.Module]], i: int, kinds: tuple[type, ...]) -> nn.Module | None:
+    if i + 1 < len(mods) and isinstance(mods[i + 1][1], kinds):
+        return mods[i + 1][1]
+    return None
+
+
+def _conv(name: str, conv: nn.Conv2d, bn: nn.Module | None, storage: str) -> IntConv:
+    if conv.groups != 1 or _pair(conv.dilation) != (1, 1) or conv.padding_mode != "zeros":
+        raise UsageError(f"layer {name}: only plain convolutions (groups 1, dilation 1, zero padding) compile")
+    if isinstance(conv.padding, str):
+        raise UsageError(f"layer {name}: string padding {conv.padding!r} does not compile")
+    q, alpha = _ternary(name, conv)
+    return IntConv(name, Ternary.of(q, alpha, storage), _pair(conv.stride), _pair(conv.padding),
+                   _affine(alpha, conv.bias, bn, conv.out_channels))
+
+
+def _is_block(m: nn.Module) -> bool:
+    return all(hasattr(m, a) for a in ("conv1", "bn1", "sn1", "conv2", "bn2", "shortcut", "sn2"))
+
+
+def _plan(model: nn.Module, storage: str) -> tuple[Stem, list[Op]]:
+    for attr in ("encoder", "body"):
+        if not isinstance(getattr(model, attr, None), nn.Module):
+            raise UsageError("the integer engine compiles spikingjelly-lt Network models (encoder + body)")
+    enc = list(model.encoder.named_children())
+    if len(enc) != 2 or not isinstance(enc[0][1], nn.Conv2d) or not isinstance(enc[1][1], nn.BatchNorm2d):
+        raise UsageError("the model's encoder is not conv + BatchNorm2d")
+    conv, bn = enc[0][1], enc[1][1]
+    name = f"encoder.{enc[0][0]}"
+    if conv.groups != 1 or _pair(conv.dilation) != (1, 1) or isinstance(conv.padding, str):
+        raise UsageError(f"layer {name}: only plain convolutions compile")
+    w = effective_weight(conv).detach().to("cpu", torch.float32)
+    try:
+        q, alpha = _ternary(name, conv)
+        weight: Ternary | torch.Tensor = Ternary.of(q, alpha, storage)
+        aff = _affine(alpha, conv.bias, bn, conv.out_channels)
+    except UsageError:  # a dense first layer (keep_first): it sees the real image anyway
+        weight = w.contiguous()
+        aff = _affine(1.0, conv.bias, bn, conv.out_channels)
+    stem = Stem(name, weight, _pair(conv.stride), _pair(conv.padding), aff)
+
+    mods = [(f"body.{n}", m) for n, m in model.body.named_children()]
+    ops: list[Op] = []
+    i = 0
+    while i < len(mods):
+        name, m = mods[i]
+        neuron = _neuron(name, m)
+        if neuron is not None:
+            ops.append(neuron)
+        elif _is_block(m):
+            sc = None
+            if len(m.shortcut):
+                sc_mods = list(m.shortcut)
+                if len(sc_mods) != 2 or not isinstance(sc_mods[0], nn.Conv2d):
+                    raise UsageError(f"block {name}: shortcut is not conv + BN")
+                sc = _conv(f"{name}.shortcut.0", sc_mods[0], sc_mods[1], storage)
+            parts = []
+            for a in ("sn1", "sn2"):
+                n = _neuron(f"{name}.{a}", getattr(m, a))
+                if n is None:
+                    raise UsageError(f"block {name}: activation {type(getattr(m, a)).__name__} is not binary")
+                parts.append(n)
+            ops.append(Block(name, _conv(f"{name}.conv1", m.conv1, m.bn1, storage), parts[0],
+                             _conv(f"{name}.conv2", m.conv2, m.bn2, storage), sc, parts[1]))
+        elif isinstance(m, nn.Conv2d):
+            bn = _bn_after(mods, i, (nn.BatchNorm2d,))
+            ops.append(_conv(name, m, bn, storage))
+            i += 1 if bn is not None else 0
+        elif isinstance(m, nn.Linear):
+            bn = _bn_after(mods, i, (nn.BatchNorm1d,))
+            q, alpha = _ternary(name, m)
+            ops.append(IntLinear(name, Ternary.of(q, alpha, storage), _affine(alpha, m.bias, bn, m.out_features)))
+            i += 1 if bn is not None else 0
+        elif isinstance(m, nn.MaxPool2d):
+            k, s = _pair(m.kernel_size), _pair(m.stride or m.kernel_size)
+            if k[0] != k[1] or s[0] != s[1] or _pair(m.padding) != (0, 0) or _pair(m.dilation) != (1, 1):
+                raise UsageError(f"layer {name}: only square max-pools without padding compile")
+            ops.append(MaxPool(name, k[0], s[0]))
+        elif isinstance(m, nn.AdaptiveAvgPool2d):
+            if _pair(m.output_size) != (1, 1):
+                raise UsageError(f"layer {name}: only global average pooling compiles")
+            ops.append(GlobalPool(name))
+        elif isinstance(m, nn.Flatten):
+            pass
+        else:
+            raise UsageError(f"layer {name} ({type(m).__name__}) has no exact integer form; "
+                             "the engine compiles binary-weight spiking / sign networks")
+        i += 1
+    if not ops or not isinstance(ops[0], Neuron):
+        raise UsageError("the body must start with a binary neuron after the encoder")
+    if not isinstance(ops[-1], IntLinear):
+        raise UsageError("the body must end in a Linear readout")
+    return stem, ops
+
+
+# -- the two backends: engine (fp32 / integer) and float64 reference ---------------------
+
+
+@dataclass
+class _Bin:
+    """Binary activations ``[M, ...]``: uint8 in {0, 1}; ``pm1``: they stand for 2 b - 1."""
+
+    t: torch.Tensor
+    pm1: bool
+
+
+@dataclass
+class _Count:
+    """Global-pool counts ``[M, C]`` of binary activations over ``hw`` positions."""
+
+    t: torch.Tensor
+    pm1: bool
+    hw: int
+
+
+class _Engine:
+    """fp32 values, binary activations as uint8, exact integer products."""
+
+    dtype = torch.float32
+
+    def __init__(self, engine: str, first_layer: str, record: dict | None) -> None:
+        self.engine, self.first_layer, self.record = engine, first_layer, record
+
+    # layers
+    def stem(self, op: Stem, x: torch.Tensor) -> torch.Tensor:
+        w = op.w()
+        x = x.to(torch.float32).contiguous(memory_format=_CL)
+        if self.first_layer == "bf16":
+            y = F.conv2d(x.bfloat16(), w.bfloat16().contiguous(memory_format=_CL), None, op.stride, op.padding).float()
+        else:
+            y = F.conv2d(x, w.contiguous(memory_format=_CL), None, op.stride, op.padding)
+        return y.mul_(op.affine.scale.view(1, -1, 1, 1)).add_(op.affine.bias.view(1, -1, 1, 1))
+
+    def _conv_weight(self, op: IntConv, kind: str):
+        key = (kind, self.engine)
+        hit = op.cache.get(key)
+        if hit is not None:
+            return hit
+        q = op.weight.q()
+        if kind == "int8":
+            o = q.shape[0]
+            w = torch.ops.onednn.qconv_prepack(q.contiguous(), torch.ones(o), 1.0, 0, list(op.stride),
+                                               list(op.padding), [1, 1], 1, None)
+            w = (w, torch.ones(o), torch.zeros(o, dtype=torch.int64))
+        elif kind == "bf16":
+            per = max(1, _BF16_EXACT // (q.shape[2] * q.shape[3]))
+            w = [(c, min(c + per, q.shape[1]), q[:, c:c + per].to(torch.bfloat16).contiguous(memory_format=_CL))
+                 for c in range(0, q.shape[1], per)]
+        else:
+            w = q.to(torch.float32).contiguous(memory_format=_CL)
+        if op.weight.storage == "int8" or kind == "border":
+            op.cache[key] = w  # resident only when the int8 storage is the engine's own form
+        return w
+
+    def _z01(self, op: IntConv, s: torch.Tensor) -> torch.Tensor:
+        """conv(s, q) for s in {0, 1} (uint8, channels_last): exact integers in fp32."""
+        w = self._conv_weight(op, self.engine)
+        if self.engine == "int8":
+            pw, ones, zp = w
+            return torch.ops.onednn.qconv2d_pointwise(s, 1.0, 0, pw, ones, zp, None, list(op.stride),
+                                                      list(op.padding), [1, 1], 1, 1.0, 0, torch.float32,
+                                                      "none", [], "")
+        if self.engine == "bf16":
+            sb = s.to(torch.bfloat16)
+            z = None
+            for c0, c1, wg in w:
+                part = F.conv2d(sb[:, c0:c1], wg, None, op.stride, op.padding).float()
+                z = part if z is None else z.add_(part)
+            return z
+        return F.conv2d(s.to(torch.float32), w, None, op.stride, op.padding)
+
+    def _border(self, op: IntConv, h: int, w: int) -> torch.Tensor:
+        """conv(1, q) over the valid (unpadded) positions: the -1 half of a +-1 input."""
+        key = ("border", h, w)
+        if key not in op.cache:
+            ones = torch.ones(1, op.weight.shape[1], h, w, dtype=torch.float64)
+            op.cache[key] = F.conv2d(ones, op.weight.q().double(), None, op.stride, op.padding).float()
+        return op.cache[key]
+
+    def conv(self, op: IntConv, a: _Bin) -> torch.Tensor:
+        z = self._z01(op, a.t)
+        if a.pm1:  # conv(2b - 1, q) = 2 conv(b, q) - conv(1, q)
+            z = z.mul_(2).sub_(self._border(op, a.t.shape[2], a.t.shape[3]))
+        if self.record is not None:
+            self.record.setdefault(op.name, {})["z"] = z.clone()
+        return z.mul_(op.affine.scale.view(1, -1, 1, 1)).add_(op.affine.bias.view(1, -1, 1, 1))
+
+    def _linear_z(self, op: IntLinear, a: _Bin | _Count) -> tuple[torch.Tensor, int]:
+        x = a.t
+        q = op.weight.q()
+        if self.engine == "int8" and x.dtype == torch.uint8:
+            key = "int8-linear"
+            w = op.cache.get(key)
+            if w is None:
+                o = q.shape[0]
+                w = (torch.ops.onednn.qlinear_prepack(q.contiguous(), None), torch.ones(o),
+                     torch.zeros(o, dtype=torch.int64))
+                if op.weight.storage == "int8":
+                    op.cache[key] = w
+            z = torch.ops.onednn.qlinear_pointwise(x.contiguous(), 1.0, 0, w[0], w[1], w[2], None, 1.0, 0,
+                                                   torch.float32, "none", [], "")
+        else:  # fp32 matmul: exact for integer sums below 2^24
+            z = x.to(torch.float32) @ q.to(torch.float32).t()
+        hw = a.hw if isinstance(a, _Count) else 1
+        if a.pm1:  # sum of +-1 over hw positions = 2 count - hw
+            z = z.mul_(2).sub_(float(hw) * q.to(torch.float32).sum(1))
+        if self.record is not None:
+            self.record.setdefault(op.name, {})["z"] = z.clone()
+        return z, hw
+
+    def linear(self, op: IntLinear, a: _Bin | _Count) -> torch.Tensor:
+        z, hw = self._linear_z(op, a)
+        scale = op.affine.scale if hw == 1 else (op.affine.scale64 / hw).to(torch.float32)
+        return z.mul_(scale).add_(op.affine.bias)
+
+    def readout(self, op: IntLinear, a: _Bin | _Count, steps: int) -> torch.Tensor:
+        """float64 logits from the exact integer sum over T: ``scale * sum_t z_t / T + bias``."""
+        z, hw = self._linear_z(op, a)
+        total = z.double().reshape(steps, -1, z.shape[-1]).sum(0)
+        return total * (op.affine.scale64 / (hw * steps)) + op.affine.bias64
+
+    def maxpool(self, op: MaxPool, a: _Bin) -> _Bin:
+        t, k = a.t, op.kernel
+        n, c, h, w = t.shape
+        if k == op.stride and h % k == 0 and w % k == 0:  # max of binary values = OR, on NHWC
+            nhwc = t.permute(0, 2, 3, 1).reshape(n, h // k, k, w // k, k, c).amax(dim=(2, 4))
+            return _Bin(nhwc.permute(0, 3, 1, 2), a.pm1)
+        return _Bin(F.max_pool2d(t.float(), k, op.stride).to(torch.uint8), a.pm1)
+
+    def globalpool(self, op: GlobalPool, a: _Bin) -> _Count:
+        hw = a.t.shape[2] * a.t.shape[3]
+        counts = a.t.sum(dim=(2, 3), dtype=torch.int32)
+        return _Count(counts.to(torch.uint8) if hw <= 255 else counts.to(torch.float32), a.pm1, hw)
+
+    def as_real(self, a: _Bin) -> torch.Tensor:
+        x = a.t.to(torch.float32)
+        return x.mul_(2).sub_(1) if a.pm1 else x
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x.add_(y)
+
+    def neuron(self, op: Neuron, x: torch.Tensor, T: int, const: bool) -> _Bin:
+        """Spikes (uint8) of ``x`` ``[T*N, ...]`` (``const``: ``[N, ...]``, the same at every step)."""
+        four = x.dim() == 4
+        if four:
+            x = x.contiguous(memory_format=_CL)
+            flat = x.permute(0, 2, 3, 1).reshape(-1)
+            nhwc = (x.shape[0], x.shape[2], x.shape[3], x.shape[1])
+        else:
+            flat = x.contiguous().reshape(-1)
+        steps = 1 if op.kind == "sign" else T
+        if op.kind == "sign":
+            out = torch.ge(flat, 0.0).view(1, -1)
+        else:
+            m = flat.numel() if const else flat.numel() // steps
+            xs = flat.view(1 if const else steps, m)
+            out = torch.empty((steps, m), dtype=torch.bool)
+            _lif_fp32(op, xs, out)
+        n = x.shape[0] * (steps if const else 1)
+        t = out.view(torch.uint8).reshape(n, *(nhwc[1:] if four else x.shape[1:]))
+        if four:
+            t = t.permute(0, 3, 1, 2)
+        if self.record is not None:
+            self.record.setdefault(op.name, {})["spikes"] = t.clone()
+        return _Bin(t, op.kind == "sign")
+
+
+def _lif_fp32(op: Neuron, xs: torch.Tensor, out: torch.Tensor) -> None:
+    """LIF / IF over ``xs`` ``[T or 1, M]`` into bool ``out`` ``[T, M]``; SpikingJelly's op order."""
+    steps, m = out.shape
+    reset = 0.0 if op.v_reset is None else op.v_reset
+    v = torch.full((m,), reset, dtype=torch.float32)
+    h = torch.empty(m, dtype=torch.float32)
+    tmp = torch.empty(m, dtype=torch.float32)
+    tau = torch.tensor(op.tau, dtype=torch.float32)
+    for t in range(steps):
+        xt = xs[0] if xs.shape[0] == 1 else xs[t]
+        d = v if reset == 0.0 else torch.sub(v, reset, out=tmp)
+        if op.kind == "if":  # H = V + X
+            torch.add(v, xt, out=h)
+        elif op.decay_input:  # H = V + (X - (V - V_reset)) / tau
+            torch.sub(xt, d, out=tmp)
+            torch.div(tmp, tau, out=tmp)
+            torch.add(v, tmp, out=h)
+        else:  # H = V - (V - V_reset) / tau + X
+            torch.div(d, tau, out=tmp)
+            torch.sub(v, tmp, out=h)
+            h.add_(xt)
+        s = out[t]
+        torch.ge(h, op.v_threshold, out=s)
+        if op.v_reset is None:  # soft reset: V = H - S * V_th
+            v = h.sub_(s.to(torch.float32), alpha=op.v_threshold)
+        else:
+            v = h.masked_fill_(s, op.v_reset)
+        h = torch.empty(m, dtype=torch.float32) if t + 1 < steps else h
+
+
+class _Reference(_Engine):
+    """Every op in float64: the yardstick the engine must match (records z, H, spikes)."""
+
+    dtype = torch.float64
+
+    def __init__(self, record: dict) -> None:
+        super().__init__("fp32", "fp32", record)
+
+    def stem(self, op: Stem, x: torch.Tensor) -> torch.Tensor:
+        w = op.weight.q().double() if isinstance(op.weight, Ternary) else op.weight.double()
+        y = F.conv2d(x.double(), w, None, op.stride, op.padding)
+        return y * op.affine.scale64.view(1, -1, 1, 1) + op.affine.bias64.view(1, -1, 1, 1)
+
+    def conv(self, op: IntConv, a: _Bin) -> torch.Tensor:
+        s = a.t.double()
+        if a.pm1:
+            s = 2 * s - 1
+        z = F.conv2d(s, op.weight.q().double(), None, op.stride, op.padding)
+        self.record.setdefault(op.name, {})["z"] = z
+        return z * op.affine.scale64.view(1, -1, 1, 1) + op.affine.bias64.view(1, -1, 1, 1)
+
+    def _linear_z(self, op: IntLinear, a: _Bin | _Count) -> tuple[torch.Tensor, int]:
+        x = a.t.double()
+        hw = a.hw if isinstance(a, _Count) else 1
+        if a.pm1:
+            x = 2 * x - hw
+        z = x @ op.weight.q().double().t()
+        self.record.setdefault(op.name, {})["z"] = z
+        return z, hw
+
+    def linear(self, op: IntLinear, a: _Bin | _Count) -> torch.Tensor:
+        z, hw = self._linear_z(op, a)
+        return z * (op.affine.scale64 / hw) + op.affine.bias64
+
+    def globalpool(self, op: GlobalPool, a: _Bin) -> _Count:
+        return _Count(a.t.double().sum(dim=(2, 3)), a.pm1, a.t.shape[2] * a.t.shape[3])
+
+    def as_real(self, a: _Bin) -> torch.Tensor:
+        x = a.t.double()
+        return 2 * x - 1 if a.pm1 else x
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x + y
+
+    def neuron(self, op: Neuron, x: torch.Tensor, T: int, const: bool) -> _Bin:
+        if op.kind == "sign":
+            h = x.unsqueeze(0)
+            spikes = (x >= 0).to(torch.uint8)
+            self.record.setdefault(op.name, {}).update(h=h, spikes=spikes)
+            return _Bin(spikes, True)
+        xs = x.unsqueeze(0).expand(T, *x.shape) if const else x.reshape(T, -1, *x.shape[1:])
+        reset = 0.0 if op.v_reset is None else op.v_reset
+        v = torch.full_like(xs[0], reset)
+        hs, ss = [], []
+        for t in range(T):
+            if op.kind == "if":
+                h = v + xs[t]
+            elif op.decay_input:
+                h = v + (xs[t] - (v - reset)) / op.tau
+            else:
+                h = v - (v - reset) / op.tau + xs[t]
+            s = h >= op.v_threshold
+            v = h - s.double() * op.v_threshold if op.v_reset is None else torch.where(s, reset, h)
+            hs.append(h)
+            ss.append(s)
+        spikes = torch.stack(ss).to(torch.uint8).reshape(-1, *x.shape[1:])
+        self.record.setdefault(op.name, {}).update(h=torch.stack(hs), spikes=spikes)
+        return _Bin(spikes, False)
+
+
+def _run(stem: Stem, ops: list[Op], T: int | None, x: torch.Tensor, be: _Engine) -> torch.Tensor:
+    steps = T or 1
+    y = be.stem(stem, x)
+    a = be.neuron(ops[0], y, steps, const=True)
+    value: Any = a
+    for op in ops[1:-1]:
+        if isinstance(op, Block):
+            s1 = be.neuron(op.sn1, be.conv(op.conv1, value), steps, const=False)
+            x2 = be.conv(op.conv2, s1)
+            xs = be.conv(op.shortcut, value) if op.shortcut is not None else be.as_real(value)
+            value = be.neuron(op.sn2, be.add(x2, xs), steps, const=False)
+        elif isinstance(op, IntConv):
+            value = be.conv(op, value)
+        elif isinstance(op, IntLinear):
+            value = be.linear(op, value)
+        elif isinstance(op, Neuron):
+            value = be.neuron(op, value, steps, const=False)
+        elif isinstance(op, MaxPool):
+            value = be.maxpool(op, value)
+        elif isinstance(op, GlobalPool):
+            value = be.globalpool(op, value)
+    if isinstance(value, torch.Tensor):
+        raise UsageError("the readout must see binary activations or their counts")
+    return be.readout(ops[-1], value, steps)
+
+
+def net_neurons(ops: list[Op]) -> list[Neuron]:
+    out: list[Neuron] = []
+    for op in ops:
+        if isinstance(op, Block):
+            out += [op.sn1, op.sn2]
+        elif isinstance(op, Neuron):
+            out.append(op)
+    return out
+
+
+# -- the compiled net -------------------------------------------------------------------
+
+
+class CompiledNet(nn.Module):
+    """The exact integer inference net of one ticket (eval only, CPU)."""
+
+    def __init__(self, stem: Stem, ops: list[Op], timesteps: int | None, engine: str, first_layer: str,
+                 storage: str, source_model: nn.Module | None = None) -> None:
+        super().__init__()
+        self.stem, self.ops, self.timesteps = stem, ops, timesteps
+        self.engine, self.first_layer, self.storage = engine, first_layer, storage
+        self._fp32_weight_count = weight_count(source_model) if source_model is not None else None
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
+        """float64 logits ``[N, classes]`` (the mean over T) of the normalized images ``x``.
+
+        The readout sums its exact integer products over T before the one affine map,
+        so equal integer sums give equal logits (ties stay ties) on every engine.
+        """
+        return _run(self.stem, self.ops, self.timesteps, x.cpu(), _Engine(self.engine, self.first_layer, record))
+
+    def layers(self) -> list[IntConv | IntLinear]:
+        out: list[IntConv | IntLinear] = []
+        for op in self.ops:
+            if isinstance(op, Block):
+                out += [op.conv1, op.conv2] + ([op.shortcut] if op.shortcut else [])
+            elif isinstance(op, (IntConv, IntLinear)):
+                out.append(op)
+        return out
+
+    def neurons(self) -> list[Neuron]:
+        return net_neurons(self.ops)
+
+    def resident_bytes(self) -> dict:
+        """Bytes the engine keeps between calls: weights (q + alpha; a dense stem in fp32), affine."""
+        w = sum(layer.weight.bytes for layer in self.layers())
+        stem = self.stem.weight.bytes if isinstance(self.stem.weight, Ternary) else self.stem.weight.numel() * 4
+        affine = sum(2 * 4 * layer.affine.scale.numel() for layer in [*self.layers(), self.stem])
+        return {"weights": w + stem, "affine": affine, "total": w + stem + affine}
+
+    def extra_repr(self) -> str:
+        return f"engine={self.engine}, first_layer={self.first_layer}, storage={self.storage}, T={self.timesteps}"
+
+
+def weight_count(model: nn.Module) -> int:
+    """Number of conv / linear weights (and linear biases) of a model."""
+    from ..pruners.common import prunable_layers
+
+    n = 0
+    for _, m in prunable_layers(model):
+        n += effective_weight(m).numel() + (m.bias.numel() if getattr(m, "bias", None) is not None else 0)
+    return n
+
+
+def weight_bytes(model: nn.Module) -> dict:
+    """Resident bytes of a model run in fp32: conv / linear weights, and everything it holds."""
+    weights = 4 * weight_count(model)
+    total = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return {"weights": weights, "total": total}
+
+
+def compile_model(
+    model: nn.Module,
+    *,
+    engine: str = "auto",
+    first_layer: str = "fp32",
+    storage: str = "packed",
+) -> CompiledNet:
+    """Compile a loaded binary-weight spiking (or sign) model into a :class:`CompiledNet`.
+
+    ``engine``: ``auto`` | ``int8`` | ``bf16`` | ``fp32`` (see :mod:`.cpu`); ``first_layer``:
+    the real-image stem in ``fp32`` or ``bf16``; ``storage``: resident ``q`` ``packed``
+    (1.6 bit, unpacked per call) or ``int8`` (the engine's own form, kept).
+    """
+    if first_layer not in FIRST_LAYER:
+        raise UsageError(f"unknown first-layer precision {first_layer!r}; valid: {', '.join(FIRST_LAYER)}")
+    if storage not in STORAGE:
+        raise UsageError(f"unknown weight storage {storage!r}; valid: {', '.join(STORAGE)}")
+    chosen = choose_engine(engine)
+    was_training = model.training
+    model.eval()
+    try:
+        stem, ops = _plan(model, storage)
+    finally:
+        model.train(was_training)
+    timesteps = getattr(model, "timesteps", None)
+    if timesteps is None and any(n.kind != "sign" for n in net_neurons(ops)):
+        raise UsageError("a model without timesteps must use sign activations (bnn-act-lt)")
+    net = CompiledNet(stem, ops, timesteps, chosen, first_layer, storage, model)
+    info = cpu_info()
+    log.info("compiled %d integer layers, engine %s (%s; %s), storage %s", len(net.layers()), chosen,
+             info.model, " ".join(info.flags) or "no special flags", storage)
+    return net
+
+
+@torch.no_grad()
+def reference_forward(net: CompiledNet, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """float64 logits of ``net``'s program and per-layer records (``z``; neurons: ``h``, ``spikes``)."""
+    record: dict = {}
+    logits = _run(net.stem, net.ops, net.timesteps, x.cpu(), _Reference(record))
+    return logits, record
+
+
+def fan_in(op: IntConv | IntLinear) -> int:
+    return int(math.prod(op.weight.shape[1:]))
