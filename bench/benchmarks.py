@@ -77,10 +77,10 @@ def _threads() -> None:
 
 
 def cell_config(arch: str, method: str):
-    """The CellConfig of the tracked run for (arch, method)."""
-    from spikingjelly_lt.training import CellConfig
+    """The Cell of the tracked run for (arch, method)."""
+    from spikingjelly_lt.cell import Cell
 
-    return CellConfig(arch=arch, method=method, **CELL)
+    return Cell().replace(arch=arch, method=method, **CELL)
 
 
 class _StepFixture:
@@ -89,29 +89,21 @@ class _StepFixture:
     def __init__(self, arch: str, method: str):
         import torch
 
-        from spikingjelly_lt import plugins
-        from spikingjelly_lt.build import build_model
-        from spikingjelly_lt.methods import get_method
+        from spikingjelly_lt.build import DataShape, build_model
+        from spikingjelly_lt.methods import resolve
+        from spikingjelly_lt.pruners import magnitude
+        from spikingjelly_lt.training.trainer import Optimizers
 
         _threads()
-        m = get_method(method)
-        self.model = build_model(
-            arch=arch, method=method, width=WIDTH, input_size=INPUT_SIZE,
-            num_classes=NUM_CLASSES, in_channels=IN_CHANNELS, timesteps=TIMESTEPS,
-            sparsity=SPARSITY, seed=0,
-        )
-        pruner = plugins.lookup("pruners", m.search)
-        if getattr(pruner, "search", None) == "imp":
-            # IMP starts dense; time the masked net its later rounds train (one-shot prune)
-            pruner(self.model, SPARSITY)
+        r = resolve(cell_config(arch, method))
+        self.model = build_model(r, DataShape(NUM_CLASSES, IN_CHANNELS, INPUT_SIZE))
+        if magnitude.masked_layers(self.model):
+            # IMP-style pruners start dense; time the masked net their later rounds train
+            magnitude.prune_to(self.model, SPARSITY)
         g = torch.Generator().manual_seed(0)
         self.x = torch.rand(BATCH, IN_CHANNELS, INPUT_SIZE, INPUT_SIZE, generator=g)
         self.y = torch.randint(0, NUM_CLASSES, (BATCH,), generator=g)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if m.search == "supermask":  # the trainer's recipe: Adam on scores, SGD on weights
-            self.opt = torch.optim.Adam(params, lr=0.1, weight_decay=0.0)
-        else:
-            self.opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4)
+        self.opt = Optimizers(r.pruner.param_groups(self.model, r.cell.recipe), total_steps=1000)
 
     def train_step(self) -> None:
         import torch.nn.functional as F
@@ -121,7 +113,7 @@ class _StepFixture:
         self.model.train()
         out = self.model(self.x)
         loss = F.cross_entropy(out, self.y)
-        self.opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad()
         loss.backward()
         self.opt.step()
         reset_net(self.model)

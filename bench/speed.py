@@ -26,15 +26,9 @@ def _step_fns(arch: str, method: str, impl: str, args):
 
     from spikingjelly_lt._sj import reset_net
     from spikingjelly_lt.build import build_model
-    from spikingjelly_lt.nn import neurons
 
-    old = neurons.lif.__kwdefaults__["impl"]
-    neurons.lif.__kwdefaults__["impl"] = impl
-    try:
-        model = build_model(arch=arch, method=method, width=args.width, input_size=args.size,
-                            timesteps=args.timesteps, v_threshold=0.5, fc_bn=True, num_classes=10)
-    finally:
-        neurons.lif.__kwdefaults__["impl"] = old
+    model = build_model(arch=arch, method=method, width=args.width, input_size=args.size, lif_impl=impl,
+                        timesteps=args.timesteps, v_threshold=0.5, fc_bn=True, num_classes=10)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = (torch.optim.Adam(params, lr=1e-3) if method.endswith("slt") else torch.optim.SGD(params, lr=1e-3, momentum=0.9))
     gen = torch.Generator().manual_seed(0)

@@ -29,7 +29,7 @@ File layout (version 1, little-endian)::
     10  uint16   flags (0)
     12  uint32   header length H
     16  uint64   payload length P
-    24  H bytes  JSON header (arch, method, cell config, ModelSpec, seed, layers, tensors)
+    24  H bytes  JSON header (arch, method, seed, cell, spec = cell fields + data shape, layers, tensors)
     ..  P bytes  payload: packed bits (numpy.packbits, big bit order), raw tensors
     ..  32 bytes sha256 of everything before it
 
@@ -47,7 +47,7 @@ import json
 import logging
 import os
 import struct
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,11 +55,14 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize, prune
 
-from .build import ModelSpec, build_model
+from .build import DataShape, build_model
+from .cell import Cell, flatten
 from .errors import UsageError
+from .methods import resolve
 from .nn.binary import BinaryWeight
+from .nn.masks import WeightMask
 from .nn.supermask import Supermask
-from .pruners.common import prunable_layers
+from .pruners.common import effective_weight, latent_weight, prunable_layers
 
 __all__ = [
     "MAGIC",
@@ -69,7 +72,7 @@ __all__ = [
     "load_ticket",
     "read_ticket",
     "model_from_checkpoint",
-    "cell_spec",
+    "TicketSpec",
 ]
 
 log = logging.getLogger("spikingjelly_lt")
@@ -163,10 +166,34 @@ class _Payload:
         return self._at[(ref[0], ref[1])]
 
 
-def _build(spec: ModelSpec) -> nn.Module:
-    """``build_model(spec)`` without disturbing the caller's RNG state."""
+@dataclass(frozen=True)
+class TicketSpec:
+    """What rebuilds a ticket's model: its cell and the data shape it was built for."""
+
+    cell: Cell
+    shape: DataShape
+
+    arch = property(lambda self: self.cell.model.arch)
+    method = property(lambda self: self.cell.method)
+    seed = property(lambda self: self.cell.seed)
+    num_classes = property(lambda self: self.shape.num_classes)
+    in_channels = property(lambda self: self.shape.in_channels)
+    input_size = property(lambda self: self.shape.input_size)
+
+    def to_dict(self) -> dict:
+        """Flat (leaf names + shape): the ticket header's ``spec``, readable by format-1 readers."""
+        return {**asdict(self.shape), **flatten(self.cell.to_dict())}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TicketSpec:
+        shape = DataShape(**{k: int(d[k]) for k in ("num_classes", "in_channels", "input_size") if k in d})
+        return cls(Cell.from_dict(d), shape)
+
+
+def _build(spec: TicketSpec) -> nn.Module:
+    """``build_model`` of the spec without disturbing the caller's RNG state."""
     with torch.random.fork_rng(devices=[]):
-        return build_model(spec)
+        return build_model(resolve(spec.cell), spec.shape)
 
 
 # -- what each layer is ----------------------------------------------------------------
@@ -180,6 +207,8 @@ def _layer_kind(module: nn.Module) -> tuple[str, nn.Module | None]:
             return ("supermask-binary" if plist[0].binary else "supermask-fp"), plist[0]
         if len(plist) == 1 and isinstance(plist[0], BinaryWeight):
             return "binary", plist[0]
+        if len(plist) == 1 and isinstance(plist[0], WeightMask):
+            return "pruned", plist[0]
         return "dense", None  # an unknown parametrization: ship its effective weight
     if hasattr(module, "weight_mask") and hasattr(module, "weight_orig"):
         return "pruned", None
@@ -188,14 +217,14 @@ def _layer_kind(module: nn.Module) -> tuple[str, nn.Module | None]:
 
 def _frozen(module: nn.Module) -> torch.Tensor:
     """The frozen (or latent) weight under a parametrization."""
-    return module.parametrizations.weight.original.detach()
+    return latent_weight(module).detach()
 
 
 def _effective(module: nn.Module) -> torch.Tensor:
-    with torch.no_grad():
-        if hasattr(module, "weight_mask") and hasattr(module, "weight_orig"):
+    if hasattr(module, "weight_mask") and hasattr(module, "weight_orig"):  # a torch.nn.utils.prune plugin
+        with torch.no_grad():
             return (module.weight_orig * module.weight_mask).detach()
-        return module.weight.detach().clone()
+    return effective_weight(module).clone()
 
 
 def _alpha(w_eff: torch.Tensor, formula) -> float:
@@ -239,9 +268,12 @@ def _encode_layer(name: str, module: nn.Module, payload: _Payload, from_seed: bo
             entry["mask"] = payload.add(_pack(nonzero))
         entry["signs"] = payload.add(_pack(w_eff[nonzero] > 0))
     elif kind == "pruned":
-        mask = module.weight_mask.detach().cpu() != 0
+        if param is not None:
+            mask, kept_from = param.mask.detach().cpu() != 0, _frozen(module).cpu()
+        else:
+            mask, kept_from = module.weight_mask.detach().cpu() != 0, module.weight_orig.detach().cpu()
         entry.update(kept=int(mask.sum()), alpha=None, source="fp32", mask=payload.add(_pack(mask)),
-                     values=payload.add(_f32(module.weight_orig.detach().cpu()[mask])))
+                     values=payload.add(_f32(kept_from[mask])))
     else:
         entry.update(kept=int(torch.count_nonzero(w_eff)), alpha=None, source="fp32",
                      values=payload.add(_f32(w_eff.reshape(-1))))
@@ -315,46 +347,35 @@ def _seed_digest(weights: list[torch.Tensor]) -> str:
 # -- checkpoints -----------------------------------------------------------------------
 
 
-def cell_spec(cfg, bundle) -> ModelSpec:
-    """The :class:`ModelSpec` that ``training.trainer.build_cell_model`` builds for a cell."""
-    return cfg.model_spec(bundle)
-
-
 def model_from_checkpoint(
     path: str | os.PathLike, data_dir: str | None = None
-) -> tuple[nn.Module, ModelSpec, dict]:
-    """Rebuild a trainer checkpoint's model: ``(model, spec, cell config dict)``.
+) -> tuple[nn.Module, TicketSpec, dict]:
+    """Rebuild a trainer checkpoint's model: ``(model, spec, cell dict)``.
 
     The data set is opened only for its shape (classes, channels, input size).
     """
     from .data import load_dataset
     from .training.checkpoint import load_checkpoint
-    from .training.config import CellConfig
 
     ck = load_checkpoint(path)
-    if not isinstance(ck.get("config"), dict) or not isinstance(ck.get("model"), dict):
-        raise UsageError(f"checkpoint {path} has no config/model; not written by the trainer")
-    cfg = CellConfig.from_dict(ck["config"])
+    if not isinstance(ck.get("cell"), dict) or not isinstance(ck.get("model"), dict):
+        raise UsageError(f"checkpoint {path} has no cell/model; not written by the trainer")
+    cell = Cell.from_dict(ck["cell"])
     try:
-        bundle = load_dataset(cfg.dataset, data_dir)
+        bundle = load_dataset(cell.data.dataset, data_dir)
     except UsageError as exc:
         raise UsageError(
-            f"checkpoint {path} is a {cfg.dataset} model and its data set is needed for its shape: {exc}") from None
-    spec = cell_spec(cfg, bundle)
+            f"checkpoint {path} is a {cell.data.dataset} model and its data set is needed for its shape: {exc}") from None
+    spec = TicketSpec(cell, DataShape.of(bundle))
     model = _build(spec)
-    modules = dict(model.named_modules())
-    for name, mask in (ck.get("masks") or {}).items():
-        if name not in modules:
-            raise UsageError(f"checkpoint {path}: mask for unknown layer {name!r}")
-        prune.custom_from_mask(modules[name], "weight", mask)
     try:
         model.load_state_dict(ck["model"])
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()
         raise UsageError(
-            f"checkpoint {path} does not match the {cfg.arch}/{cfg.method} model of its config: {first}") from None
+            f"checkpoint {path} does not match the {spec.arch}/{spec.method} model of its cell: {first}") from None
     model.eval()
-    return model, spec, cfg.to_dict()
+    return model, spec, cell.to_dict()
 
 
 # -- export ----------------------------------------------------------------------------
@@ -365,7 +386,7 @@ def export_ticket(
     out: str | os.PathLike,
     *,
     store_signs: bool = False,
-    spec: ModelSpec | None = None,
+    spec: TicketSpec | None = None,
     cell: dict | None = None,
     data_dir: str | None = None,
 ) -> Ticket:
@@ -380,8 +401,9 @@ def export_ticket(
     """
     if isinstance(source, nn.Module):
         if spec is None:
-            raise UsageError("export_ticket(model, ...) needs the ModelSpec the model was built from (spec=...)")
-        model, spec = source, ModelSpec(**{f.name: getattr(spec, f.name) for f in fields(ModelSpec)})
+            raise UsageError("export_ticket(model, ...) needs the TicketSpec the model was built from (spec=...)")
+        model = source
+        cell = cell if cell is not None else spec.cell.to_dict()
     else:
         model, spec, cell = model_from_checkpoint(source, data_dir)
     from_seed = not store_signs
@@ -434,7 +456,7 @@ def export_ticket(
         "method": spec.method,
         "seed": spec.seed,
         "spec": spec.to_dict(),
-        "cell": cell,
+        "cell": flatten(cell) if cell else None,  # flat leaf names, as format-1 readers expect
         "from_seed": bool(seed_weights),
         "seed_weights_sha256": _seed_digest(seed_weights) if seed_weights else None,
         "layers": layers,
@@ -472,9 +494,8 @@ class Ticket:
     header_bytes: int
     path: str | None = None
 
-    def spec(self) -> ModelSpec:
-        names = {f.name for f in fields(ModelSpec)}
-        return ModelSpec(**{k: v for k, v in self.header["spec"].items() if k in names})
+    def spec(self) -> TicketSpec:
+        return TicketSpec.from_dict(self.header["spec"])
 
     def blob(self, ref) -> bytes:
         off, n = int(ref[0]), int(ref[1])
@@ -501,7 +522,7 @@ class Ticket:
         }
 
     def build(self) -> nn.Module:
-        """Rebuild the model: ``build_model(spec)``, then the stored weights and tensors.
+        """Rebuild the model: ``build_model`` of its spec, then the stored weights and tensors.
 
         Returns an inference model (eval mode, no gradients) whose prunable layers hold
         their effective weight as a plain tensor, as ``pruners.supermask.bake`` leaves

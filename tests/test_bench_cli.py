@@ -86,10 +86,10 @@ def test_bench_table_and_report(tmp_path, capsys, monkeypatch):
         (["--arch", "resnet18"], "unknown architecture 'resnet18'; valid: resnet19, vgg16"),
         (["--methods", "ann,binw"], "unknown method 'binw'"),
         (["--dataset", "mnist"], "unknown dataset 'mnist'; valid: cifar10, cifar100, digits"),
-        (["--sparsity", "1.0"], "sparsity 1.0 is outside [0, 1)"),
-        (["--sparsity", "-0.1"], "sparsity -0.1 is outside [0, 1)"),
+        (["--sparsity", "1.0"], "sparsity=1.0 is out of range; valid: float in [0, 1)"),
+        (["--sparsity", "-0.1"], "sparsity=-0.1 is out of range; valid: float in [0, 1)"),
         (["--sparsity", "half"], "sparsity 'half' is not a valid float"),
-        (["--epochs", "-1"], "epochs -1 must be >= 0"),
+        (["--epochs", "-1"], "recipe.epochs=-1 is out of range; valid: int in [0, inf]"),
         (["--profile", "huge"], "unknown profile 'huge'; valid: cpu, paper, smoke"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "data dir '/nonexistent' does not exist"),
         (["--dataset", "cifar10"], "needs --data-dir"),
@@ -116,17 +116,15 @@ def test_corrupt_results_file_is_an_error_and_untouched(tmp_path, capsys, monkey
 
 def test_corrupt_checkpoint_is_an_error_and_untouched(tmp_path, capsys, monkeypatch):
     from spikingjelly_lt.matrix import expand
-    from spikingjelly_lt.results.store import config_hash
-    from spikingjelly_lt.training.config import CellConfig
 
     db = tmp_path / "r.db"
     # the bench's profile decides the recipe; compute the hash the same way it will
     from spikingjelly_lt.profiles import get_profile
 
-    cell = expand(CellConfig.from_dict({**get_profile("smoke").cell, "arch": "resnet19", "dataset": "digits", "width": 0.0625, "epochs": 1, "limit_train": 128, "timesteps": 2}), ["ann"], [0.5], [0])[0]
+    cell = expand(get_profile("smoke").base().replace(arch="resnet19", width=0.0625, epochs=1, limit_train=128, timesteps=2), ["ann"], [0.5], [0])[0]
     ckpt_dir = Path(f"{db}.ckpt")
     ckpt_dir.mkdir()
-    bad = ckpt_dir / f"{config_hash(cell.to_dict())}.pt"
+    bad = ckpt_dir / f"{cell.hash}.pt"
     bad.write_bytes(b"\x80garbage")
     code, _, err = run_cli(["bench", "--methods", "ann", "--results", str(db), *TINY], capsys, monkeypatch)
     assert code == 2 and "corrupt" in err and bad.read_bytes() == b"\x80garbage"
@@ -179,7 +177,7 @@ def test_non_finite_loss_fails_the_cell_with_its_reason_and_the_matrix_goes_on(t
     from spikingjelly_lt.matrix import expand
     from spikingjelly_lt.runner import run_matrix
     from spikingjelly_lt.training import trainer
-    from spikingjelly_lt.training.config import CellConfig
+    from spikingjelly_lt.cell import Cell
 
     real = torch.nn.functional.cross_entropy
 
@@ -189,7 +187,7 @@ def test_non_finite_loss_fails_the_cell_with_its_reason_and_the_matrix_goes_on(t
 
     poisoned.on = False
     monkeypatch.setattr(trainer.nn.functional, "cross_entropy", poisoned)
-    cells = expand(CellConfig(width=0.0625, epochs=1, limit_train=128, timesteps=2), ["ann", "bnn"], [0.5], [0])
+    cells = expand(Cell().replace(width=0.0625, epochs=1, limit_train=128, timesteps=2), ["ann", "bnn"], [0.5], [0])
     store = ResultStore(tmp_path / "r.db")
 
     def progress(event, index=0, total=0, **info):
@@ -197,7 +195,7 @@ def test_non_finite_loss_fails_the_cell_with_its_reason_and_the_matrix_goes_on(t
             poisoned.on = info["config"]["method"] == "bnn"
 
     outcomes = run_matrix(cells, store, device=torch.device("cpu"), checkpoint_dir=tmp_path / "ck", progress=progress)
-    status = {o.config.method: o for o in outcomes}
+    status = {o.cell.method.name: o for o in outcomes}
     assert status["ann"].status == "done"
     assert status["bnn"].status == "failed" and "non-finite loss" in status["bnn"].reason
     row = store.get(status["bnn"].hash)

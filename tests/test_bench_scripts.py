@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from bench import energy_overhead, speed
-from spikingjelly_lt.training.config import CellConfig
+from spikingjelly_lt.cell import Cell
 from spikingjelly_lt.training.trainer import run_cell
 
 
@@ -41,7 +41,7 @@ def test_speed_script_json(capsys):
 
 def test_energy_overhead_script_on_a_trained_checkpoint(tmp_path, capsys):
     ckpt = tmp_path / "cell.pt"
-    cfg = CellConfig(method="binw-slt", arch="resnet19", dataset="digits", width=0.125, epochs=1, timesteps=2,
+    cfg = Cell().replace(method="binw-slt", arch="resnet19", dataset="digits", width=0.125, epochs=1, timesteps=2,
                      limit_train=128, batch_size=64, v_threshold=0.25)
     run_cell(cfg, checkpoint=ckpt)
     energy_overhead.main(["--checkpoint", str(ckpt), "--data-dir", "", "--images", "32", "--batch", "16",

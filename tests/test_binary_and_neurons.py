@@ -6,14 +6,14 @@ from torch import nn
 
 from spikingjelly_lt import plugins
 from spikingjelly_lt._sj import functional
-from spikingjelly_lt.pruners.dense import dense
+from spikingjelly_lt.pruners.dense import binarize_weights
 
 
 def test_binary_weight_forward_and_clipped_ste_gradient():
     lin = nn.Linear(3, 2, bias=False)
     with torch.no_grad():
         lin.weight.copy_(torch.tensor([[0.5, -1.5, 0.25], [-0.25, 2.0, -0.5]]))
-    dense(lin, 0.0, weights="binary")
+    binarize_weights(lin)
     alpha = (0.5 + 1.5 + 0.25 + 0.25 + 2.0 + 0.5) / 6
     expected = alpha * torch.tensor([[1.0, -1, 1], [-1, 1, -1]])
     torch.testing.assert_close(lin.weight, expected)
@@ -24,11 +24,15 @@ def test_binary_weight_forward_and_clipped_ste_gradient():
     assert latent.grad.tolist() == [[1.0, 0.0, 3.0], [1.0, 0.0, 3.0]]
 
 
-def test_dense_rejects_nonzero_sparsity():
-    from spikingjelly_lt.errors import UsageError
+def test_dense_methods_ignore_sparsity_in_model_and_identity():
+    from spikingjelly_lt.build import build_model
+    from spikingjelly_lt.cell import Cell
+    from spikingjelly_lt.methods import resolve
+    from spikingjelly_lt.pruners.common import sparsity_report
 
-    with pytest.raises(UsageError, match="sparsity 0.5"):
-        dense(nn.Linear(2, 2), 0.5)
+    a, b = resolve(Cell(method="snn", sparsity=0.5)), resolve(Cell(method="snn", sparsity=0.9))
+    assert a.hash == b.hash and "sparsity" not in a.key()
+    assert sparsity_report(build_model(b, num_classes=10, in_channels=1, input_size=8))["sparsity"] == 0.0
 
 
 @pytest.mark.parametrize("name", ["lif", "if"])

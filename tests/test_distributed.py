@@ -14,10 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """
 import json, os, sys, torch
 torch.set_num_threads(1)
-from spikingjelly_lt.training import CellConfig, run_cell
+from spikingjelly_lt.cell import Cell
+from spikingjelly_lt.training import run_cell
 out = {}
 for method in ("ann", "binw-slt", "snn-imp"):
-    cfg = CellConfig(arch="resnet19", dataset="digits", method=method, width=0.125, epochs=2, batch_size=32,
+    cfg = Cell().replace(arch="resnet19", dataset="digits", method=method, width=0.125, epochs=2, batch_size=32,
                      limit_train=1024, timesteps=2, v_threshold=0.5, learn_bn=True, imp_rounds=1)
     m = run_cell(cfg)
     out[method] = {"top1": m["top1"], "digest": m["mask_digest"], "loss": m["history"][-1]["loss"],

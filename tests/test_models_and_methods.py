@@ -4,9 +4,14 @@ import pytest
 import torch
 
 from spikingjelly_lt import plugins
-from spikingjelly_lt.build import build_model, is_spiking
+from spikingjelly_lt.build import build_model
+from spikingjelly_lt.cell import Cell
 from spikingjelly_lt.errors import UnknownNameError
-from spikingjelly_lt.methods import METHODS, get_method
+from spikingjelly_lt.methods import METHODS, get_method, resolve
+
+
+def is_spiking(method):
+    return resolve(Cell(method=method)).spiking
 from spikingjelly_lt.models.vgg16 import CFG_D
 from spikingjelly_lt.pruners.common import prunable_layers, sparsity_report
 
@@ -16,7 +21,7 @@ def n_params(model):
 
 
 def test_resnet19_width1_has_12_63M_parameters():
-    model = build_model(arch="resnet19", method="ann", num_classes=10)
+    model = build_model(arch="resnet19", method="ann", width=1.0, num_classes=10)
     assert abs(n_params(model) - 12.63e6) / 12.63e6 < 1e-3
 
 
@@ -28,7 +33,7 @@ def test_vgg16_parameter_count_matches_cfg_d_by_hand():
         expected += 9 * cin * v + 2 * v  # conv (no bias) + BN affine
         cin = v
     expected += 512 * 10 + 10
-    assert n_params(build_model(arch="vgg16", method="snn", num_classes=10)) == expected
+    assert n_params(build_model(arch="vgg16", method="snn", width=1.0, num_classes=10)) == expected
     assert expected == 14_724_042
 
 
@@ -51,14 +56,14 @@ def test_spiking_body_runs_multistep_on_T_N():
     assert seen[0][:2] == (3, 2)
 
 
-def test_all_twelve_methods_resolve():
-    assert len(METHODS) == 12
+def test_all_methods_resolve():
+    assert len(METHODS) == 15  # the 12 of the design + early-time, early-bird, gradual pruning
     m = get_method("binw-slt")
-    assert (m.neuron, m.weights, m.search) == ("lif", "binary", "supermask")
-    assert (get_method("ann-imp").search, get_method("bnn-act").neuron) == ("imp", "sign")
+    assert (m.neuron, m.weights, m.pruner) == ("lif", "binary", "supermask")
+    assert (get_method("ann-imp").pruner, get_method("bnn-act").neuron) == ("imp", "sign")
     for name in METHODS:
         plugins.lookup("neurons", get_method(name).neuron)
-        plugins.lookup("pruners", get_method(name).search)
+        plugins.lookup("pruners", get_method(name).pruner)
 
 
 def test_unknown_names_list_valid_choices():

@@ -169,14 +169,22 @@ def test_build_report_with_no_energy_or_no_rows(tmp_path):
 
 
 def test_snn_saving_filled_from_merged_rows():
-    """After a shard merge the dense SNN baseline may have run elsewhere: recompute x SNN."""
+    """After a shard merge the dense SNN baseline may have run elsewhere: recompute x SNN
+    from the baseline hash each row recorded (``cell.replace(method="snn")``)."""
+    from spikingjelly_lt.cell import Cell
+    from spikingjelly_lt.methods import resolve
     from spikingjelly_lt.results.report import fill_snn_savings
 
-    base = {"arch": "resnet19", "dataset": "digits", "width": 0.25, "timesteps": 4, "seed": 0, "energy_model": "horowitz45"}
+    def row(cell, metrics):
+        r = resolve(cell)
+        return {"status": "done", "config_hash": r.hash, "config": r.key(), "cell": r.describe(), "metrics": metrics}
+
+    base = Cell(method="binw-slt")
     rows = [
-        {"status": "done", "config": {**base, "method": "snn"}, "metrics": {"energy_pj": 900.0, "energy_model": "horowitz45", "energy_by_model": {"horowitz45": 900.0}}},
-        {"status": "done", "config": {**base, "method": "binw-slt"}, "metrics": {"energy_pj": 300.0, "energy_model": "horowitz45", "energy_x_snn": None}},
-        {"status": "done", "config": {**base, "method": "binw-slt", "width": 0.5}, "metrics": {"energy_pj": 300.0, "energy_model": "horowitz45"}},
+        row(base.replace(method="snn"), {"energy_pj": 900.0, "energy_model": "horowitz45",
+                                         "energy_by_model": {"horowitz45": 900.0}}),
+        row(base, {"energy_pj": 300.0, "energy_model": "horowitz45", "energy_x_snn": None}),
+        row(base.replace(width=0.5), {"energy_pj": 300.0, "energy_model": "horowitz45"}),
     ]
     filled = fill_snn_savings(rows)
     assert filled[1]["metrics"]["energy_x_snn"] == 3.0

@@ -12,32 +12,32 @@ import torch
 from spikingjelly_lt.cli.bench import _options_to_cells
 from spikingjelly_lt.errors import UsageError
 from spikingjelly_lt.matrix import expand, parse_shard, shard
-from spikingjelly_lt.methods import METHODS
-from spikingjelly_lt.results.store import ResultStore, config_hash
-from spikingjelly_lt.training.config import CellConfig
+from spikingjelly_lt.methods import METHODS, resolve
+from spikingjelly_lt.results.store import ResultStore
+from spikingjelly_lt.cell import Cell
 from conftest import run_cli
 
 TINY = ["--width", "0.0625", "--epochs", "1", "--limit-train", "128", "--timesteps", "2", "--threads", "1"]
 
 
-def h(cell: CellConfig) -> str:
-    return config_hash(cell.to_dict())
+def h(cell) -> str:
+    return cell.hash
 
 
 @pytest.fixture(scope="module")
-def cells() -> list[CellConfig]:
-    base = CellConfig(arch="resnet19", dataset="digits", width=0.25, epochs=2)
+def cells() -> list:
+    base = Cell().replace(arch="resnet19", dataset="digits", width=0.25, epochs=2)
     return expand(base, list(METHODS), [0.5, 0.8, 0.9], [0, 1, 2])
 
 
 def test_expand_dedups_and_puts_baselines_first(cells):
     hashes = [h(c) for c in cells]
     assert len(hashes) == len(set(hashes))
-    dense = [m for m, spec in METHODS.items() if not spec.sparse]
+    dense = [m for m in METHODS if not resolve(Cell(method=m)).pruner.sparse]
     sparse = [m for m in METHODS if m not in dense]
     # dense methods ignore sparsity: one cell per seed; sparse ones: one per (sparsity, seed)
     assert len(cells) == 3 * len(dense) + 9 * len(sparse)
-    first_seed = [c.method for c in cells if c.seed == 0]
+    first_seed = [c.method.name for c in cells if c.cell.seed == 0]
     assert first_seed[:2] == ["snn", "ann"]
 
 
@@ -96,8 +96,9 @@ def raw_rows(path):
 def test_cli_shards_merge_and_report(tmp_path, capsys, monkeypatch, restore_threads):
     methods = "ann,bnn,snn"
     all_cells, _ = _options_to_cells(
-        arch="resnet19", dataset=None, data_dir=None, methods=methods, sparsity=None, epochs=1, timesteps=2,
-        width=0.0625, seeds=None, batch_size=None, profile="smoke", limit_train=128, energy_model=None)
+        methods=methods, sparsity=None, seeds=None, profile="smoke", config=None, sets=None, data_dir=None,
+        options={"model.arch": "resnet19", "recipe.epochs": 1, "model.timesteps": 2, "model.width": 0.0625,
+                 "data.limit_train": 128})
     assert len(all_cells) == 3
     # the smallest N that spreads the 3 cells over at least two shards (empty shards run too)
     n = next(n for n in range(2, 9) if sum(bool(shard(all_cells, i, n)) for i in range(1, n + 1)) >= 2)

@@ -101,16 +101,16 @@ def bench_command(
 
     if threads:
         torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    shard_of = parse_shard(shard) if shard else None
     cells, prof = _options_to_cells(
         methods=methods, sparsity=sparsity, seeds=seeds, profile=profile, config=config, sets=sets,
         data_dir=data_dir, options={
             "model.arch": arch, "data.dataset": dataset, "recipe.epochs": epochs, "model.timesteps": timesteps,
             "model.width": width, "recipe.batch_size": batch_size, "data.limit_train": limit_train,
             "energy_model": energy_model})
-    if shard:
-        i, n = parse_shard(shard)
-        cells = shard_cells(cells, i, n)
-    dev = resolve_device(device)
+    if shard_of:
+        cells = shard_cells(cells, *shard_of)
     store = ResultStore(results)
     err_console.print(f"[bold]{len(cells)} cells[/bold] ({prof.name} profile) on {dev} -> {results}")
     with matrix_progress(len(cells)) as progress:
@@ -127,7 +127,8 @@ def bench_command(
 
         err_console.print(f"report: {build_report(rows, report)}")
     if as_json:
-        typer.echo(dump_json([{"config_hash": o.hash, "status": o.status, "cell": o.cell.describe(),
+        typer.echo(dump_json([{"config_hash": o.hash, "status": o.status, "config": o.cell.cell.to_dict(),
+                               "cell": o.cell.describe(),
                                "metrics": o.metrics, "reason": o.reason} for o in outcomes]))
     else:
         first = cells[0].cell if cells else None

@@ -58,16 +58,76 @@ def merge_command(
 @results_app.command("show")
 def show_command(
     results: Annotated[Path, typer.Argument(help="SQLite results file.")],
+    cell_hash: Annotated[str | None, typer.Argument(metavar="[HASH]", help="A row's hash (or a unique prefix): print its resolved cell.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON.")] = False,
 ) -> None:
-    """Print the matrix table of a results file."""
+    """Print the matrix table of a results file, or one row's fully resolved cell."""
     rows = _open(results).rows()
+    if cell_hash is not None:
+        found = [r for r in rows if r["config_hash"].startswith(cell_hash.strip())]
+        if len(found) != 1:
+            raise UsageError(f"hash {cell_hash!r} matches {len(found)} rows of {results}; valid: "
+                             + ", ".join(r["config_hash"] for r in rows[:20]) + (" ..." if len(rows) > 20 else ""))
+        _show_row(found[0], as_json)
+        return
     if as_json:
         from ..results.report import matrix_table
 
         typer.echo(dump_json(matrix_table(rows)))
     else:
         print_matrix(rows, title=str(results))
+        _print_rows(rows)
+
+
+def _print_rows(rows: list[dict]) -> None:
+    from rich.table import Table
+
+    from ..cell import flatten
+    from .app import out_console
+
+    table = Table(title="rows (sjlt results show FILE HASH prints one row's resolved cell)")
+    for col in ("hash", "status", "method", "sparsity", "seed", "top-1 %"):
+        table.add_column(col, justify="right" if col in ("sparsity", "seed", "top-1 %") else "left")
+    for r in rows:
+        c, top1 = flatten(r["config"]), (r.get("metrics") or {}).get("top1")
+        table.add_row(r["config_hash"], r["status"], str(c.get("method")), str(c.get("sparsity", "–")),
+                      str(c.get("seed")), "–" if top1 is None else f"{100 * top1:.2f}")
+    out_console.print(table)
+
+
+def _show_row(row: dict, as_json: bool) -> None:
+    from rich.table import Table
+
+    from ..cell import flatten
+    from .app import out_console
+
+    described = row.get("cell") or {}
+    if as_json:
+        typer.echo(dump_json({k: row[k] for k in ("config_hash", "status", "reason", "config", "cell", "env")}
+                             | {"metrics": {k: v for k, v in (row.get("metrics") or {}).items() if k != "history"}}))
+        return
+    table = Table(title=f"cell {row['config_hash']} ({row['status']})")
+    table.add_column("key")
+    table.add_column("value", overflow="fold")
+    table.add_column("counts")
+    key = flatten(row["config"])
+    full = described.get("cell")
+    if full:
+        for section, value in full.items():
+            items = value.items() if isinstance(value, dict) else [(None, value)]
+            for name, v in items:
+                dotted = f"{section}.{name}" if name else section
+                table.add_row(dotted, repr(v) if isinstance(v, str) else str(v),
+                              "yes" if (name or section) in key else "[dim]unused[/dim]")
+    else:  # a schema-1 row: its stored (normalized) config
+        for k, v in key.items():
+            table.add_row(k, str(v), "yes")
+    out_console.print(table)
+    for label, value in (("method", described.get("method")), ("plugins", described.get("plugins")),
+                         ("pruner", (row.get("metrics") or {}).get("pruner")),
+                         ("baselines", described.get("baselines"))):
+        if value:
+            out_console.print(f"{label}: {value}", highlight=False, soft_wrap=True)
 
 
 @app.command("report")

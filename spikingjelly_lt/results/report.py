@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spikingjelly_lt.cell import flatten
 from spikingjelly_lt.results.store import canonical_json
 
 __all__ = [
@@ -136,29 +137,26 @@ def _fmt_value(v: Any) -> str:
     return v if isinstance(v, str) else canonical_json(v)
 
 
-# Config keys a dense SNN baseline shares with the spiking cells it is compared with.
-SNN_SETTING = ("arch", "dataset", "width", "timesteps", "tau", "v_threshold", "epochs", "batch_size",
-                "seed", "limit_train", "limit_test", "energy_model", "fc_bn")
+def flat_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with ``config`` as a flat ``{leaf name: value}`` dict (schema-2 configs are nested)."""
+    return [{**r, "config": flatten(r.get("config") or {})} for r in rows]
 
 
 def fill_snn_savings(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Fill a missing ``energy_x_snn`` from the dense ``snn`` row of the same setting.
+    """Fill a missing ``energy_x_snn`` from the row's dense SNN baseline, found by its hash.
 
-    A cell computes its saving when it runs, from its own results file; after a merge
-    of shards its baseline may have run elsewhere, so the ratio is recomputed here.
+    The baseline of a cell is ``cell.replace(method="snn")``; each row records that
+    cell's hash (``cell.baselines.snn``, schema 2) when it runs. After a merge of shards
+    its baseline may have run elsewhere, so the ratio is recomputed here. Rows written
+    under schema 1 record no baseline and keep the saving they stored.
     """
     rows = list(rows)
-    key = lambda c: canonical_json({k: c.get(k) for k in SNN_SETTING})  # noqa: E731
-    snn = {
-        key(r["config"]): r["metrics"]
-        for r in rows
-        if r.get("status") == "done" and (r.get("config") or {}).get("method") == "snn" and r.get("metrics")
-    }
+    done = {r.get("config_hash"): r.get("metrics") or {} for r in rows if r.get("status") == "done"}
     out = []
     for r in rows:
         m = r.get("metrics") or {}
-        cfg = r.get("config") or {}
-        base = snn.get(key(cfg)) if cfg.get("timesteps") else None
+        h = ((r.get("cell") or {}).get("baselines") or {}).get("snn")
+        base = done.get(h) if h else None
         if base and m.get("energy_x_snn") is None and m.get("energy_pj"):
             ref = (base.get("energy_by_model") or {}).get(m.get("energy_model")) or base.get("energy_pj")
             if ref:
@@ -179,7 +177,7 @@ def matrix_table(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     configs: dict[str, dict[str, Any]] = {}
-    for row in fill_snn_savings(rows):
+    for row in flat_rows(fill_snn_savings(rows)):
         cfg = {k: v for k, v in (row.get("config") or {}).items() if k != "seed"}
         key = canonical_json(cfg)
         groups[key].append(row)
@@ -620,7 +618,7 @@ def _run_label(row: dict[str, Any]) -> list[str]:
 
 def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
     """Write ``report.md`` and the three PNG plots into ``out_dir``; return the markdown path."""
-    rows = list(rows)
+    rows = flat_rows(rows)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = matrix_table(rows)
