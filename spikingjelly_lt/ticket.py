@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils import parametrize, prune
+from torch.nn.utils import parametrize
 
 from .build import DataShape, build_model
 from .cell import Cell, flatten
@@ -210,8 +210,6 @@ def _layer_kind(module: nn.Module) -> tuple[str, nn.Module | None]:
         if len(plist) == 1 and isinstance(plist[0], WeightMask):
             return "pruned", plist[0]
         return "dense", None  # an unknown parametrization: ship its effective weight
-    if hasattr(module, "weight_mask") and hasattr(module, "weight_orig"):
-        return "pruned", None
     return "dense", None
 
 
@@ -221,9 +219,6 @@ def _frozen(module: nn.Module) -> torch.Tensor:
 
 
 def _effective(module: nn.Module) -> torch.Tensor:
-    if hasattr(module, "weight_mask") and hasattr(module, "weight_orig"):  # a torch.nn.utils.prune plugin
-        with torch.no_grad():
-            return (module.weight_orig * module.weight_mask).detach()
     return effective_weight(module).clone()
 
 
@@ -268,12 +263,9 @@ def _encode_layer(name: str, module: nn.Module, payload: _Payload, from_seed: bo
             entry["mask"] = payload.add(_pack(nonzero))
         entry["signs"] = payload.add(_pack(w_eff[nonzero] > 0))
     elif kind == "pruned":
-        if param is not None:
-            mask, kept_from = param.mask.detach().cpu() != 0, _frozen(module).cpu()
-        else:
-            mask, kept_from = module.weight_mask.detach().cpu() != 0, module.weight_orig.detach().cpu()
+        mask = param.mask.detach().cpu() != 0
         entry.update(kept=int(mask.sum()), alpha=None, source="fp32", mask=payload.add(_pack(mask)),
-                     values=payload.add(_f32(kept_from[mask])))
+                     values=payload.add(_f32(_frozen(module).cpu()[mask])))
     else:
         entry.update(kept=int(torch.count_nonzero(w_eff)), alpha=None, source="fp32",
                      values=payload.add(_f32(w_eff.reshape(-1))))
@@ -331,10 +323,6 @@ def _decode_layer(entry: dict, blob, frozen: torch.Tensor | None) -> torch.Tenso
             raise UsageError(f"ticket layer {entry['name']}: {values.numel()} values for {numel} weights")
         return values.reshape(shape)
     raise UsageError(f"ticket layer {entry['name']}: unknown kind {kind!r} (a newer spikingjelly-lt?)")
-
-
-def _weight_keys(name: str) -> tuple[str, ...]:
-    return tuple(_key(name, a) for a in ("weight", "weight_orig", "weight_mask"))
 
 
 def _seed_digest(weights: list[torch.Tensor]) -> str:
@@ -436,7 +424,7 @@ def export_ticket(
     tensors = []
     layer_names = {e["name"] for e in layers}
     for key, t in model.state_dict().items():
-        if any(key in _weight_keys(n) or key.startswith(_key(n, "parametrizations.weight.")) for n in layer_names):
+        if any(key == _key(n, "weight") or key.startswith(_key(n, "parametrizations.weight.")) for n in layer_names):
             continue
         if key not in fresh_state or tuple(fresh_state[key].shape) != tuple(t.shape):
             raise UsageError(
@@ -558,8 +546,6 @@ class Ticket:
             module = modules[name]
             if parametrize.is_parametrized(module, "weight"):
                 parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
-            elif hasattr(module, "weight_orig"):
-                prune.remove(module, "weight")
             with torch.no_grad():
                 module.weight.copy_(w)
         state = {}

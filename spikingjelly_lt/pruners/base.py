@@ -141,7 +141,8 @@ class FunctionPruner(Pruner):
     """Adapter for a function pruner ``fn(model, sparsity, **options) -> model`` (one shot).
 
     It is called once at ``apply`` with ``weights``, ``seed``, ``scope``, ``keep_first``,
-    ``keep_last`` and ``learn_bn`` as keyword options; then one round trains what is
+    ``keep_last`` and ``learn_bn`` as keyword options; masks it leaves in the
+    ``torch.nn.utils.prune`` form become parametrizations; then one round trains what is
     trainable under SGD.
     """
 
@@ -157,12 +158,28 @@ class FunctionPruner(Pruner):
         m = cell.model
         out = self.fn(model, cell.sparsity if self.sparse else 0.0, weights=self.weights, seed=cell.seed,
                       scope=m.scope, keep_first=m.keep_first, keep_last=m.keep_last, learn_bn=m.learn_bn)
-        return model if out is None else out
+        return as_parametrizations(model if out is None else out)
 
     def describe(self) -> dict[str, Any]:
         fn = self.fn
         return {"class": f"{fn.__module__}.{getattr(fn, '__qualname__', fn)}", "weights": self.weights,
                 "form": "function"}
+
+
+def as_parametrizations(model: nn.Module) -> nn.Module:
+    """Turn ``torch.nn.utils.prune`` masks (``weight_orig`` / ``weight_mask``) into
+    :class:`~spikingjelly_lt.nn.masks.WeightMask` parametrizations, so every mask is read one way."""
+    from torch.nn.utils import prune
+
+    from ..nn.masks import add_weight_mask
+
+    for module in model.modules():
+        if hasattr(module, "weight_orig") and hasattr(module, "weight_mask"):
+            mask = module.weight_mask.detach().clone()
+            prune.remove(module, "weight")  # leaves weight = weight_orig * mask as a plain parameter
+            with torch.no_grad():
+                add_weight_mask(module).mask.copy_(mask)
+    return model
 
 
 def make_pruner(obj, weights: str) -> Pruner:
