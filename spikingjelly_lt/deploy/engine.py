@@ -331,8 +331,8 @@ class _Engine:
 
     dtype = torch.float32
 
-    def __init__(self, engine: str, first_layer: str, record: dict | None) -> None:
-        self.engine, self.first_layer, self.record = engine, first_layer, record
+    def __init__(self, engine: str, first_layer: str, record: dict | None, fuse: bool = True) -> None:
+        self.engine, self.first_layer, self.record, self.fuse = engine, first_layer, record, fuse
 
     # layers
     def stem(self, op: Stem, x: torch.Tensor) -> torch.Tensor:
@@ -390,7 +390,26 @@ class _Engine:
             op.cache[key] = F.conv2d(ones, op.weight.q().double(), None, op.stride, op.padding).float()
         return op.cache[key]
 
+    def _fused(self, op: IntConv, s: torch.Tensor) -> torch.Tensor:
+        """int8: ``scale * z + bias`` straight from oneDNN's int32 sum (one rounding, no z pass)."""
+        key = ("fused", self.engine)
+        w = op.cache.get(key)
+        if w is None:
+            scale = op.affine.scale.contiguous()
+            pw = torch.ops.onednn.qconv_prepack(op.weight.q().contiguous(), scale, 1.0, 0, list(op.stride),
+                                                list(op.padding), [1, 1], 1, None)
+            w = (pw, scale, torch.zeros(scale.numel(), dtype=torch.int64), op.affine.bias.contiguous())
+            if op.weight.storage == "int8":
+                op.cache[key] = w
+        return torch.ops.onednn.qconv2d_pointwise(s, 1.0, 0, w[0], w[1], w[2], w[3], list(op.stride),
+                                                  list(op.padding), [1, 1], 1, 1.0, 0, torch.float32,
+                                                  "none", [], "")
+
     def conv(self, op: IntConv, a: _Bin) -> torch.Tensor:
+        if self.engine == "int8" and self.fuse and not a.pm1:
+            if self.record is not None:  # z itself, from the same int32 accumulation with unit scales
+                self.record.setdefault(op.name, {})["z"] = self._z01(op, a.t)
+            return self._fused(op, a.t)
         z = self._z01(op, a.t)
         if a.pm1:  # conv(2b - 1, q) = 2 conv(b, q) - conv(1, q)
             z = z.mul_(2).sub_(self._border(op, a.t.shape[2], a.t.shape[3]))
@@ -493,8 +512,7 @@ def _lif_fp32(op: Neuron, xs: torch.Tensor, out: torch.Tensor) -> None:
             torch.add(v, xt, out=h)
         elif op.decay_input:  # H = V + (X - (V - V_reset)) / tau
             torch.sub(xt, d, out=tmp)
-            torch.div(tmp, tau, out=tmp)
-            torch.add(v, tmp, out=h)
+            torch.addcdiv(v, tmp, tau, out=h)
         else:  # H = V - (V - V_reset) / tau + X
             torch.div(d, tau, out=tmp)
             torch.sub(v, tmp, out=h)

@@ -100,7 +100,8 @@ def to_nir(net_or_model: CompiledNet | nn.Module, input_shape: tuple[int, int, i
     nir = _nir()
     net = net_or_model if isinstance(net_or_model, CompiledNet) else compile_model(net_or_model, engine="fp32")
     if net.timesteps is None:
-        raise UsageError("NIR export needs a spiking network (LIF/IF neurons); this one has no time steps")
+        raise UsageError("NIR export needs a spiking network (LIF/IF neurons); this one has no time steps "
+                         "(NIR 1.0 has no sign activation, so bnn-act-lt does not export)")
     if not dt > 0:
         raise UsageError(f"dt must be > 0, got {dt}")
     b = _Builder(nir, dt)

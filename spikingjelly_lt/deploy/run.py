@@ -118,23 +118,24 @@ def compare_batch(net: CompiledNet, model: nn.Module, x: torch.Tensor, tol: floa
     # the fp32 model's deviations, traced to the first differing layer and step
     margins: list[float | None] = [None] * n_img
     first_layers: dict[str, int] = {}
-    for i in range(n_img):
-        for nrn in neurons:
-            m_out = tap.out.get(nrn.name)
-            if m_out is None:
-                continue
-            m_s = (m_out >= 0) if nrn.kind == "sign" else (m_out != 0)
-            m_s = m_s.reshape(steps, n_img, -1)[:, i]
-            r_s = ref[nrn.name]["spikes"].reshape(steps, n_img, -1)[:, i].bool()
-            d = m_s != r_s
-            if not bool(d.any()):
-                continue
-            t = int(d.any(1).nonzero()[0])
-            h = ref[nrn.name]["h"].reshape(steps, n_img, -1)[t, i]
-            thr = 0.0 if nrn.kind == "sign" else nrn.v_threshold
-            margins[i] = float((h[d[t]] - thr).abs().max())
+    assigned = torch.zeros(n_img, dtype=torch.bool)
+    for nrn in neurons:
+        m_out = tap.out.get(nrn.name)
+        if m_out is None:
+            continue
+        m_s = ((m_out >= 0) if nrn.kind == "sign" else (m_out != 0)).reshape(steps, n_img, -1)
+        r_s = ref[nrn.name]["spikes"].reshape(steps, n_img, -1).bool()
+        d = m_s != r_s
+        new = d.any(2).any(0) & ~assigned
+        if not bool(new.any()):
+            continue
+        h_all = ref[nrn.name]["h"].reshape(steps, n_img, -1)
+        thr = 0.0 if nrn.kind == "sign" else nrn.v_threshold
+        for i in new.nonzero().flatten().tolist():
+            t = int(d[:, i].any(1).nonzero()[0])
+            margins[i] = float((h_all[t, i][d[t, i]] - thr).abs().max())
             first_layers[nrn.name] = first_layers.get(nrn.name, 0) + 1
-            break
+        assigned |= new
     pe, pr, pm = logits_e.argmax(1), logits_r.argmax(1), logits_m.argmax(1)
     flip_margins = [m for m in margins if m is not None]
     by_flip = by_tie = 0
