@@ -8,8 +8,17 @@ hookspec = HookspecMarker("spikingjelly_lt")
 
 @hookspec
 def register_pruners(register):
-    """Register pruners: ``register(name, pruner)``; a pruner is a callable
-    ``pruner(model, sparsity, **options) -> model`` in the ``torch.nn.utils.prune`` shape."""
+    """Register pruners: ``register(name, pruner)``.
+
+    ``pruner`` is a :class:`~spikingjelly_lt.pruners.base.Pruner` subclass (the class, not
+    an instance): the trainer makes one per cell and drives its lifecycle, ``apply(model,
+    cell)`` once after the model is built, ``rounds(recipe)``, ``param_groups(model,
+    recipe)`` per round, ``on_train_start`` / ``on_step`` / ``on_epoch_end`` (may end the
+    round early) / ``on_round_end`` (prune, rewind; returns a ``RoundEnd``) with a
+    ``TrainContext``, and ``describe()`` for the result row; ``uses`` names the cell keys
+    it reads and ``self.state`` what a resume must restore. The old one-shot form, a
+    function ``pruner(model, sparsity, **options) -> model`` in the ``torch.nn.utils.prune``
+    shape, still registers (``FunctionPruner`` adapts it). Guide: docs/plugins.md."""
 
 
 @hookspec
