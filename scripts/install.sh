@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # CPU / offline install of spikingjelly-lt into ./.venv (idempotent).
+# VENV=DIR picks the venv; SJLT_WHEEL=dist/spikingjelly_lt-*.whl installs that wheel instead of -e .
 # torch is pinned to the CPU build; spikingjelly goes in with --no-deps so that its
 # declared torchvision/torchaudio never pull a CUDA torch. Never gate on `pip check`.
 set -euo pipefail
@@ -15,5 +16,9 @@ $PIP install --no-deps "spikingjelly==2.0.0"
 # its tonic dependency pulls librosa/numba and a torchaudio built for another torch;
 # its metrics need only snntorch (pure python, no dependencies) beside what is here.
 $PIP install --no-deps "neurobench==2.3.0" "snntorch==1.0.0"
-$PIP install --no-deps -e . -e plugins/sjlt-random-prune
+if [ -n "${SJLT_WHEEL:-}" ]; then  # a built wheel, installed as a user would (not editable)
+    $PIP install --no-deps "$SJLT_WHEEL"
+else
+    $PIP install --no-deps -e . -e plugins/sjlt-random-prune
+fi
 echo "installed into $VENV ($($VENV/bin/python -c 'import torch,spikingjelly_lt;print("torch",torch.__version__)'))" >&2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -20,8 +21,34 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 
+def _version_line() -> str:
+    """``sjlt X (spikingjelly-lt; torch Y, spikingjelly Z, python P)`` without importing torch."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .. import __version__
+
+    def v(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return (f"sjlt {__version__} (spikingjelly-lt; torch {v('torch')}, spikingjelly {v('spikingjelly')}, "
+            f"python {platform.python_version()})")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(_version_line())
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version (and torch's, spikingjelly's) and exit.")] = False,
+) -> None:
     """Lottery tickets in spiking networks: BinW-SLT vs LT benchmark matrix, energy, plugins."""
 
 out_console = Console()
