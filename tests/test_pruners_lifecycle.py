@@ -428,6 +428,27 @@ def test_run_cell_eb():
     assert m["sparsity"] == pytest.approx(1 - round(0.4 * n) / n, abs=1e-9)
 
 
+def test_run_cell_eb_resumes_after_an_early_stop(tmp_path):
+    """Killed between the early stop and the round end: the resume does not train round 0 on."""
+    cell = Cell().replace(method="snn-eb", sparsity=0.6, epochs=3, eb_tau=1.0, eb_patience=1, **TINY)
+    whole = run_cell(cell)
+
+    class Killed(Exception):
+        pass
+
+    def die_at_round(event, **info):
+        if event == "round":
+            raise Killed
+
+    ckpt = tmp_path / "eb.pt"
+    with pytest.raises(Killed):
+        run_cell(cell, checkpoint=ckpt, progress=die_at_round)
+    resumed = run_cell(cell, checkpoint=ckpt)
+    assert resumed["epochs_run"] == whole["epochs_run"] == 2 + 3
+    assert resumed["mask_digest"] == whole["mask_digest"] and resumed["top1"] == whole["top1"]
+    assert resumed["search_seconds"] < resumed["time_to_ticket_s"]
+
+
 def test_run_cell_gmp():
     cell = Cell().replace(method="snn-gmp", sparsity=0.7, epochs=2, gmp_interval=1, gmp_end_epoch=1, **TINY)
     m = run_cell(cell)
