@@ -496,6 +496,7 @@ def _plot_energy_layers(rows: Sequence[dict[str, Any]], path: Path) -> None:
     for ax, ((arch, dataset), by_method) in zip(axes, panels.items()):
         methods = [m for m in LAYER_METHODS if m in by_method]
         n_layers = max(len(by_method[m]["metrics"]["energy_layers"]) for m in methods)
+        top = 0.0
         for x, m in enumerate(methods):
             layers = by_method[m]["metrics"]["energy_layers"]
             bottom = 0.0
@@ -505,8 +506,10 @@ def _plot_energy_layers(rows: Sequence[dict[str, Any]], path: Path) -> None:
                 bottom += h
             ax.annotate(f"{bottom:.3g}", (x, bottom), xytext=(0, 3), textcoords="offset points",
                         ha="center", va="bottom", fontsize="x-small")
+            top = max(top, bottom)
         model = next(iter(by_method.values()))["metrics"].get("energy_model", "?")
         ax.set_xticks(range(len(methods)), methods)
+        ax.set_ylim(top=top * 1.12 if top > 0 else 1.0)
         ax.set_ylabel(f"pJ / image ({model})")
         ax.set_title(f"{arch} / {dataset}: energy by layer (dark: first layer, light: classifier)",
                      fontsize="medium")
