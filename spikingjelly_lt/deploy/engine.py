@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -497,16 +498,22 @@ class _Engine:
         return _Bin(t, op.kind == "sign")
 
 
-def _lif_fp32(op: Neuron, xs: torch.Tensor, out: torch.Tensor) -> None:
-    """LIF / IF over ``xs`` ``[T or 1, M]`` into bool ``out`` ``[T, M]``; SpikingJelly's op order."""
-    steps, m = out.shape
+_CHUNK = 32000  # below torch's parallel grain (32768): each op runs inline, in cache
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _lif_block(op: Neuron, xs: torch.Tensor, out: torch.Tensor, a: int, b: int, scratch: list) -> None:
+    """LIF / IF on columns ``a:b`` over all T steps; SpikingJelly's op order (bit-identical)."""
+    steps = out.shape[0]
+    n = b - a
+    if len(scratch) < 3 or scratch[0].numel() < n:
+        scratch[:] = [torch.empty(max(n, _CHUNK), dtype=torch.float32) for _ in range(3)]
+    v, h, tmp = (t[:n] for t in scratch)
     reset = 0.0 if op.v_reset is None else op.v_reset
-    v = torch.full((m,), reset, dtype=torch.float32)
-    h = torch.empty(m, dtype=torch.float32)
-    tmp = torch.empty(m, dtype=torch.float32)
+    v.fill_(reset)
     tau = torch.tensor(op.tau, dtype=torch.float32)
     for t in range(steps):
-        xt = xs[0] if xs.shape[0] == 1 else xs[t]
+        xt = (xs[0] if xs.shape[0] == 1 else xs[t])[a:b]
         d = v if reset == 0.0 else torch.sub(v, reset, out=tmp)
         if op.kind == "if":  # H = V + X
             torch.add(v, xt, out=h)
@@ -517,13 +524,40 @@ def _lif_fp32(op: Neuron, xs: torch.Tensor, out: torch.Tensor) -> None:
             torch.div(d, tau, out=tmp)
             torch.sub(v, tmp, out=h)
             h.add_(xt)
-        s = out[t]
+        s = out[t, a:b]
         torch.ge(h, op.v_threshold, out=s)
         if op.v_reset is None:  # soft reset: V = H - S * V_th
-            v = h.sub_(s.to(torch.float32), alpha=op.v_threshold)
+            h.sub_(s.to(torch.float32), alpha=op.v_threshold)
         else:
-            v = h.masked_fill_(s, op.v_reset)
-        h = torch.empty(m, dtype=torch.float32) if t + 1 < steps else h
+            h.masked_fill_(s, op.v_reset)
+        v, h = h, v
+
+
+def _lif_fp32(op: Neuron, xs: torch.Tensor, out: torch.Tensor) -> None:
+    """LIF / IF over ``xs`` ``[T or 1, M]`` into bool ``out`` ``[T, M]``.
+
+    Large layers run in cache-sized column blocks (all T steps per block), one block per
+    op call below torch's parallel grain, spread over ``torch.get_num_threads()`` Python
+    threads (torch releases the GIL): no OpenMP barrier per elementwise op, which on a
+    busy 2-core machine costs more than the op itself.
+    """
+    global _POOL
+    m = out.shape[1]
+    workers = torch.get_num_threads()
+    if m <= 2 * _CHUNK or workers == 1:
+        _lif_block(op, xs, out, 0, m, [])
+        return
+    blocks = [(a, min(a + _CHUNK, m)) for a in range(0, m, _CHUNK)]
+    if _POOL is None or _POOL._max_workers != workers:
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sjlt-lif")
+
+    def work(k: int) -> None:
+        scratch: list = []
+        for a, b in blocks[k::workers]:
+            _lif_block(op, xs, out, a, b, scratch)
+
+    for f in [_POOL.submit(work, k) for k in range(workers)]:
+        f.result()
 
 
 class _Reference(_Engine):

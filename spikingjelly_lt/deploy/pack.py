@@ -41,4 +41,4 @@ def unpack_ternary(packed: torch.Tensor, shape: tuple[int, ...] | torch.Size) ->
     n = 1
     for d in shape:
         n *= int(d)
-    return _TABLE[packed.long()].reshape(-1)[:n].reshape(tuple(shape))
+    return _TABLE.index_select(0, packed.to(torch.int32)).reshape(-1)[:n].reshape(tuple(shape))
