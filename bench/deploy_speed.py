@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/deploy_speed.py [--archs resnet19,vgg16] [--width 1] [--size 32]
         [--timesteps 4] [--batch 64] [--sparsity 0.5] [--engines auto] [--storages packed,int8]
-        [--threads 2] [--repeats 3] [--json]
+        [--lif auto] [--threads 2] [--repeats 3] [--json]
 
 A random BinW-SLT ticket (frozen random weights, a random top-k mask at ``--sparsity``,
 BN running statistics drawn so that the neurons fire) is baked into a plain fp32 model
@@ -81,8 +81,8 @@ def measure(args) -> dict:
         configs = {}
         for engine in args.engines.split(","):
             for storage in args.storages.split(","):
-                net = compile_model(model, engine=engine, storage=storage)
-                configs[f"{net.engine}/{storage}"] = net
+                net = compile_model(model, engine=engine, storage=storage, lif=args.lif)
+                configs[f"{net.engine}/{storage}/{net.lif}"] = net
 
         def fp32():
             with torch.no_grad():
@@ -141,6 +141,7 @@ def main(argv=None) -> None:
     p.add_argument("--sparsity", type=float, default=0.5)
     p.add_argument("--engines", default="auto", help="comma list of auto|int8|bf16|fp32")
     p.add_argument("--storages", default="packed,int8", help="comma list of packed|int8")
+    p.add_argument("--lif", default="auto", help="torch | native | auto (native when it builds)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", action="store_true")
@@ -157,12 +158,12 @@ def main(argv=None) -> None:
     for arch, row in res["archs"].items():
         fm = row["fp32_model"]
         print(f"\n{arch} (mean firing rate {row['mean_firing_rate']:.3f})")
-        print(f"  {'case':16} {'s/batch':>8} {'img/s':>8} {'speed-up':>9} {'weight bytes':>13} {'x smaller':>10} "
+        print(f"  {'case':22} {'s/batch':>8} {'img/s':>8} {'speed-up':>9} {'weight bytes':>13} {'x smaller':>10} "
               f"{'agree':>6}")
-        print(f"  {'fp32 model':16} {fm['median_s']:8.3f} {fm['img_s']:8.1f} {'1.00':>9} "
+        print(f"  {'fp32 model':22} {fm['median_s']:8.3f} {fm['img_s']:8.1f} {'1.00':>9} "
               f"{fm['resident_weight_bytes']:13,} {'1.0':>10} {'':>6}")
         for name, c in row["cases"].items():
-            print(f"  {name:16} {c['median_s']:8.3f} {c['img_s']:8.1f} {c['speedup_vs_fp32']:9.2f} "
+            print(f"  {name:22} {c['median_s']:8.3f} {c['img_s']:8.1f} {c['speedup_vs_fp32']:9.2f} "
                   f"{c['resident_weight_bytes']:13,} {c['weight_memory_ratio']:10.1f} "
                   f"{c['prediction_agreement']:6.3f}")
 

@@ -298,3 +298,35 @@ def test_nir_export_runs_in_snntorch(smoke_ticket, tmp_path, capsys, monkeypatch
         print(f"\n[deploy] snnTorch import_from_nir agreement with our model: {agree}/{x.shape[0]} "
               f"({100 * agree / x.shape[0]:.2f} %)")
     assert agree / x.shape[0] >= 0.99
+
+
+def _native_built() -> bool:
+    import os
+    from pathlib import Path
+
+    from torch.utils.cpp_extension import _get_build_directory
+
+    built = any(Path(_get_build_directory("sjlt_deploy_lif", False)).glob("*.so"))
+    return built or os.environ.get("SJLT_TEST_NATIVE_LIF") == "1"
+
+
+@pytest.mark.skipif(not _native_built(), reason="native LIF kernel not built (SJLT_TEST_NATIVE_LIF=1 builds it, ~1 min)")
+def test_native_lif_kernel_is_bit_identical():
+    from spikingjelly_lt.deploy.engine import Neuron, _lif_fp32, native_lif
+
+    mod = native_lif()
+    assert mod is not None
+    xs = torch.randn(4, 100_003, generator=torch.Generator().manual_seed(5)) * 2
+    for kind, decay, reset in (("lif", True, 0.0), ("lif", False, 0.0), ("if", True, 0.0), ("lif", True, None),
+                               ("lif", True, 0.3)):
+        op = Neuron("n", kind, 2.0, decay, 1.0, reset)
+        for x in (xs, xs[:1].contiguous()):  # per-step input, and one input for every step
+            a = torch.empty(4, x.shape[1], dtype=torch.bool)
+            b = torch.empty_like(a)
+            mod.lif_forward(x, a, op.tau, op.v_threshold, 0.0 if reset is None else reset, decay, kind == "if",
+                            reset is None)
+            _lif_fp32(op, x, b)
+            assert torch.equal(a, b), (kind, decay, reset)
+    model = _tiny("resnet19")
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(compile_model(model, lif="native")(x), compile_model(model, lif="torch")(x))

@@ -66,6 +66,9 @@ def export_command(
     from ..errors import check_choice
 
     check_choice("export format", fmt, ("sjlt", "nir"))
+    from .common import check_output_file
+
+    check_output_file(out, f"{fmt} file", protect=(checkpoint,))  # before any work; never the input
     if fmt == "nir":
         from ..deploy.nir_export import export_nir
 
@@ -193,6 +196,7 @@ def run_command(
     engine: Annotated[str, typer.Option(help="auto | int8 | bf16 | fp32: the exact integer product (auto: the fastest this CPU has).")] = "auto",
     first_layer: Annotated[str, typer.Option(help="Precision of the first conv on the real image: fp32 | bf16.")] = "fp32",
     storage: Annotated[str, typer.Option(help="Resident weights: packed (1.6 bit, unpacked per call) | int8 (kept in the engine's form).")] = "packed",
+    lif: Annotated[str, typer.Option(help="LIF membrane update: torch (elementwise ops) | native (fused C++ kernel, built on first use) | auto.")] = "torch",
     batch_size: Annotated[int, typer.Option(help="Batch size (both paths).")] = 256,
     limit_test: Annotated[int | None, typer.Option(help="Run on the first N test images only.")] = None,
     reference: Annotated[bool, typer.Option("--reference/--no-reference", help="Also check against the float64 reference (z, spikes, predictions) and trace the fp32 model's deviations.")] = True,
@@ -204,7 +208,7 @@ def run_command(
 
     err_console.print(f"running {ticket_file} ...")
     r = run_ticket(ticket_file, dataset=dataset, data_dir=data_dir, engine=engine, first_layer=first_layer,
-                   storage=storage, batch_size=batch_size, limit_test=limit_test, reference=reference)
+                   storage=storage, lif=lif, batch_size=batch_size, limit_test=limit_test, reference=reference)
     if as_json:
         typer.echo(dump_json(r))
         return
@@ -213,7 +217,7 @@ def run_command(
     for col in ("path", "top-1 %", "images/s", "resident weight bytes"):
         table.add_column(col, justify="left" if col == "path" else "right")
     eb, mb = r["resident_bytes_engine"], r["resident_bytes_model"]
-    table.add_row(f"engine {r['engine']} ({r['storage']}, first layer {r['first_layer']})",
+    table.add_row(f"engine {r['engine']} ({r['storage']}, first layer {r['first_layer']}, LIF {r['lif']})",
                   f"{100 * r['top1_engine']:.2f}", f"{r['images_per_s_engine']:.1f}", f"{eb['weights']:,}")
     table.add_row("fp32 model", f"{100 * r['top1_model']:.2f}", f"{r['images_per_s_model']:.1f}", f"{mb['weights']:,}")
     out_console.print(table)

@@ -35,6 +35,8 @@ from .pack import pack_ternary, unpack_ternary
 __all__ = [
     "STORAGE",
     "FIRST_LAYER",
+    "LIF_KERNELS",
+    "native_lif",
     "CompiledNet",
     "compile_model",
     "reference_forward",
@@ -332,8 +334,9 @@ class _Engine:
 
     dtype = torch.float32
 
-    def __init__(self, engine: str, first_layer: str, record: dict | None, fuse: bool = True) -> None:
-        self.engine, self.first_layer, self.record, self.fuse = engine, first_layer, record, fuse
+    def __init__(self, engine: str, first_layer: str, record: dict | None, fuse: bool = True,
+                 lif: str = "torch") -> None:
+        self.engine, self.first_layer, self.record, self.fuse, self.lif = engine, first_layer, record, fuse, lif
 
     # layers
     def stem(self, op: Stem, x: torch.Tensor) -> torch.Tensor:
@@ -488,7 +491,12 @@ class _Engine:
             m = flat.numel() if const else flat.numel() // steps
             xs = flat.view(1 if const else steps, m)
             out = torch.empty((steps, m), dtype=torch.bool)
-            _lif_fp32(op, xs, out)
+            if self.lif == "native":
+                native_lif().lif_forward(xs.contiguous(), out, op.tau, op.v_threshold,
+                                         0.0 if op.v_reset is None else op.v_reset, op.decay_input,
+                                         op.kind == "if", op.v_reset is None)
+            else:
+                _lif_fp32(op, xs, out)
         n = x.shape[0] * (steps if const else 1)
         t = out.view(torch.uint8).reshape(n, *(nhwc[1:] if four else x.shape[1:]))
         if four:
@@ -496,6 +504,29 @@ class _Engine:
         if self.record is not None:
             self.record.setdefault(op.name, {})["spikes"] = t.clone()
         return _Bin(t, op.kind == "sign")
+
+
+LIF_KERNELS = ("torch", "native", "auto")
+_NATIVE: Any = None
+_NATIVE_TRIED = False
+
+
+def native_lif():
+    """The fused C++ LIF kernel (``_lif_kernel.cpp``, built once by torch's cpp_extension), or None."""
+    global _NATIVE, _NATIVE_TRIED
+    if not _NATIVE_TRIED:
+        _NATIVE_TRIED = True
+        try:
+            from pathlib import Path
+
+            from torch.utils.cpp_extension import load
+
+            src = Path(__file__).with_name("_lif_kernel.cpp")
+            _NATIVE = load(name="sjlt_deploy_lif", sources=[str(src)], extra_cflags=["-O3", "-ffp-contract=off"])
+        except Exception as exc:  # noqa: BLE001 - no compiler, no headers: the torch path runs
+            log.warning("native LIF kernel unavailable (%s); using the torch LIF", str(exc).splitlines()[0][:120])
+            _NATIVE = None
+    return _NATIVE
 
 
 _CHUNK = 32000  # below torch's parallel grain (32768): each op runs inline, in cache
@@ -673,10 +704,10 @@ class CompiledNet(nn.Module):
     """The exact integer inference net of one ticket (eval only, CPU)."""
 
     def __init__(self, stem: Stem, ops: list[Op], timesteps: int | None, engine: str, first_layer: str,
-                 storage: str, source_model: nn.Module | None = None) -> None:
+                 storage: str, source_model: nn.Module | None = None, lif: str = "torch") -> None:
         super().__init__()
         self.stem, self.ops, self.timesteps = stem, ops, timesteps
-        self.engine, self.first_layer, self.storage = engine, first_layer, storage
+        self.engine, self.first_layer, self.storage, self.lif = engine, first_layer, storage, lif
         self._fp32_weight_count = weight_count(source_model) if source_model is not None else None
 
     @torch.no_grad()
@@ -686,7 +717,8 @@ class CompiledNet(nn.Module):
         The readout sums its exact integer products over T before the one affine map,
         so equal integer sums give equal logits (ties stay ties) on every engine.
         """
-        return _run(self.stem, self.ops, self.timesteps, x.cpu(), _Engine(self.engine, self.first_layer, record))
+        return _run(self.stem, self.ops, self.timesteps, x.cpu(),
+                    _Engine(self.engine, self.first_layer, record, lif=self.lif))
 
     def layers(self) -> list[IntConv | IntLinear]:
         out: list[IntConv | IntLinear] = []
@@ -708,7 +740,8 @@ class CompiledNet(nn.Module):
         return {"weights": w + stem, "affine": affine, "total": w + stem + affine}
 
     def extra_repr(self) -> str:
-        return f"engine={self.engine}, first_layer={self.first_layer}, storage={self.storage}, T={self.timesteps}"
+        return (f"engine={self.engine}, first_layer={self.first_layer}, storage={self.storage}, lif={self.lif}, "
+                f"T={self.timesteps}")
 
 
 def weight_count(model: nn.Module) -> int:
@@ -734,17 +767,29 @@ def compile_model(
     engine: str = "auto",
     first_layer: str = "fp32",
     storage: str = "packed",
+    lif: str = "torch",
 ) -> CompiledNet:
     """Compile a loaded binary-weight spiking (or sign) model into a :class:`CompiledNet`.
 
     ``engine``: ``auto`` | ``int8`` | ``bf16`` | ``fp32`` (see :mod:`.cpu`); ``first_layer``:
     the real-image stem in ``fp32`` or ``bf16``; ``storage``: resident ``q`` ``packed``
-    (1.6 bit, unpacked per call) or ``int8`` (the engine's own form, kept).
+    (1.6 bit, unpacked per call) or ``int8`` (the engine's own form, kept); ``lif``: the
+    membrane update in ``torch`` ops, the fused C++ kernel (``native``, built on first use;
+    bit-identical), or ``auto`` (native when it builds).
     """
     if first_layer not in FIRST_LAYER:
         raise UsageError(f"unknown first-layer precision {first_layer!r}; valid: {', '.join(FIRST_LAYER)}")
     if storage not in STORAGE:
         raise UsageError(f"unknown weight storage {storage!r}; valid: {', '.join(STORAGE)}")
+    if lif not in LIF_KERNELS:
+        raise UsageError(f"unknown LIF kernel {lif!r}; valid: {', '.join(LIF_KERNELS)}")
+    if lif != "torch":
+        if native_lif() is None:
+            if lif == "native":
+                raise UsageError("the native LIF kernel could not be built (needs a C++ compiler); use --lif torch")
+            lif = "torch"
+        else:
+            lif = "native"
     chosen = choose_engine(engine)
     was_training = model.training
     model.eval()
@@ -755,10 +800,10 @@ def compile_model(
     timesteps = getattr(model, "timesteps", None)
     if timesteps is None and any(n.kind != "sign" for n in net_neurons(ops)):
         raise UsageError("a model without timesteps must use sign activations (bnn-act-lt)")
-    net = CompiledNet(stem, ops, timesteps, chosen, first_layer, storage, model)
+    net = CompiledNet(stem, ops, timesteps, chosen, first_layer, storage, model, lif)
     info = cpu_info()
-    log.info("compiled %d integer layers, engine %s (%s; %s), storage %s", len(net.layers()), chosen,
-             info.model, " ".join(info.flags) or "no special flags", storage)
+    log.info("compiled %d integer layers, engine %s (%s; %s), storage %s, LIF %s", len(net.layers()), chosen,
+             info.model, " ".join(info.flags) or "no special flags", storage, lif)
     return net
 
 

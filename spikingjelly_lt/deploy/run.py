@@ -174,6 +174,7 @@ def run_ticket(
     engine: str = "auto",
     first_layer: str = "fp32",
     storage: str = "packed",
+    lif: str = "torch",
     batch_size: int = 256,
     limit_test: int | None = None,
     reference: bool = True,
@@ -188,7 +189,7 @@ def run_ticket(
         raise UsageError(f"{source} records no data set; pass --dataset")
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
-    net = compile_model(model, engine=engine, first_layer=first_layer, storage=storage)
+    net = compile_model(model, engine=engine, first_layer=first_layer, storage=storage, lif=lif)
     bundle = load_dataset(name, data_dir, limit_test=limit_test)
     shape = (bundle.num_classes, bundle.in_channels, bundle.input_size)
     want = (spec.get("num_classes"), spec.get("in_channels"), spec.get("input_size"))
@@ -249,6 +250,7 @@ def run_ticket(
         "engine_requested": engine,
         "first_layer": first_layer,
         "storage": storage,
+        "lif": net.lif,
         "cpu": info.to_dict(),
         "top1_engine": correct_e / max(total, 1),
         "top1_model": correct_m / max(total, 1),
