@@ -2,7 +2,7 @@
 
 A cell already ``done`` in the store is skipped (``rerun`` forces it). Each cell is
 committed on its own, so a killed matrix keeps every finished cell; the interrupted
-cell continues from its last epoch checkpoint. A failing cell is recorded as
+cell (marked ``interrupted`` on Ctrl-C / SIGTERM) continues from its last epoch checkpoint. A failing cell is recorded as
 ``failed`` with its reason and the matrix goes on.
 """
 
@@ -58,6 +58,25 @@ def _snn_energy(store: ResultStore, cell: Resolved) -> float | None:
     return (row["metrics"].get("energy_by_model") or {}).get(cell.cell.energy_model)
 
 
+def _mark_interrupted(store: ResultStore, h: str) -> None:
+    """Record the interruption; a second Ctrl-C during this write must not lose the first."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        store.interrupt(h)
+        log.debug("cell %s marked interrupted", h)
+    except Exception as exc:  # noqa: BLE001 - the row stays 'running', which resumes the same way
+        log.warning("could not mark cell %s interrupted (%s); it stays 'running' and resumes", h, exc)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def run_matrix(
     cells: list[Resolved],
     store: ResultStore,
@@ -102,7 +121,13 @@ def run_matrix(
                 store.fail(h, str(exc))
             outcomes.append(CellOutcome(cell, h, "failed", reason=str(exc)))
             continue
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
+            if main:
+                _mark_interrupted(store, h)
+            raise
         if main:
             store.finish(h, metrics)
+        if progress:
+            progress("measured", index=index, total=len(cells), config=config, metrics=metrics)
         outcomes.append(CellOutcome(cell, h, "done", metrics))
     return outcomes

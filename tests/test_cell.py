@@ -195,5 +195,5 @@ def test_schema_1_results_stay_readable_and_upgrade_on_write(tmp_path, capsys, m
     assert store.get(h)["cell"] == {"cell": {"method": "snn"}}
     assert store.get("0123456789abcdef")["cell"] == {}  # the old row, no cell recorded
     with sqlite3.connect(db) as conn:
-        assert int(conn.execute("SELECT value FROM meta").fetchone()[0]) == SCHEMA_VERSION == 2
+        assert int(conn.execute("SELECT value FROM meta").fetchone()[0]) == SCHEMA_VERSION == 3
     assert Cell.from_dict(store.get("0123456789abcdef")["config"]).model.tau == 2.0  # None -> default

@@ -118,16 +118,16 @@ def test_cli_shards_merge_and_report(tmp_path, capsys, monkeypatch, restore_thre
         dbs.append(db)
 
     merged = tmp_path / "all.db"
-    code, _, err = run_cli(["results", "merge", *map(str, dbs), "-o", str(merged)], capsys, monkeypatch)
+    code, out, err = run_cli(["results", "merge", *map(str, dbs), "-o", str(merged)], capsys, monkeypatch)
     assert code == 0, err
-    assert "added=3" in err and "replaced=0" in err
+    assert "3 row(s) added, 0 replaced" in out
     rows = raw_rows(merged)
     assert {r[0] for r in rows} == {h(c) for c in all_cells}  # the union, each cell once
     assert all(r[3] == "done" for r in rows)
 
     # idempotent: merging again (in either order) changes nothing
-    code, _, err = run_cli(["results", "merge", *map(str, reversed(dbs)), "-o", str(merged)], capsys, monkeypatch)
-    assert code == 0 and "added=0" in err and "replaced=0" in err
+    code, out, err = run_cli(["results", "merge", *map(str, reversed(dbs)), "-o", str(merged)], capsys, monkeypatch)
+    assert code == 0 and "0 row(s) added, 0 replaced" in out
     assert raw_rows(merged) == rows
     other = tmp_path / "other.db"
     run_cli(["results", "merge", *map(str, reversed(dbs)), "-o", str(other)], capsys, monkeypatch)

@@ -46,8 +46,10 @@ def resolve_request(*, profile: str = "smoke", config: Path | None = None, sets:
     plugins.lookup("energy_models", cell.energy_model)
     if check_data and cell.data.dataset != "digits" and not data_dir:
         raise UsageError(f"dataset {cell.data.dataset!r} needs --data-dir (a folder holding the official python-format files)")
-    if data_dir and not Path(data_dir).is_dir():
+    if data_dir and not Path(data_dir).exists():
         raise UsageError(f"data dir {data_dir!r} does not exist")
+    if data_dir and not Path(data_dir).is_dir():
+        raise UsageError(f"data dir {data_dir!r} is a file, not a folder")
     return cell, prof
 
 
@@ -86,6 +88,7 @@ def bench_command(
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's).")] = None,
     sets: SetOption = None,
     config: ConfigOption = None,
+    log_dir: Annotated[Path | None, typer.Option(help="Write TensorBoard scalars here, one run per cell (needs the [tensorboard] extra).")] = None,
 ) -> None:
     """Run the LT vs BinW-SLT matrix and print who wins, at what energy and search cost.
 
@@ -111,9 +114,16 @@ def bench_command(
             "energy_model": energy_model})
     if shard_of:
         cells = shard_cells(cells, *shard_of)
+    from .common import check_output_dir, check_output_file
+
+    if not results.exists():
+        check_output_file(results, "results file")
+    if report:
+        check_output_dir(report, "report folder")
     store = ResultStore(results)
+    check_output_dir(Path(f"{results}.ckpt"), "checkpoint folder")
     err_console.print(f"[bold]{len(cells)} cells[/bold] ({prof.name} profile) on {dev} -> {results}")
-    with matrix_progress(len(cells)) as progress:
+    with matrix_progress(len(cells), log_dir=log_dir) as progress:
         outcomes = run_matrix(cells, store, data_dir=data_dir, device=dev, checkpoint_dir=Path(f"{results}.ckpt"),
                               rerun=rerun, progress=progress, env_extra={"profile": prof.name})
     from ..training.distributed import is_main
@@ -158,6 +168,7 @@ def train_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
     sets: SetOption = None,
     config: ConfigOption = None,
+    log_dir: Annotated[Path | None, typer.Option(help="Write TensorBoard scalars here (needs the [tensorboard] extra).")] = None,
 ) -> None:
     """Train and measure one cell (the same code path as a cell of `sjlt bench`)."""
     bench_command(arch=arch, dataset=dataset, data_dir=data_dir, methods=method,
@@ -165,4 +176,4 @@ def train_command(
                   epochs=epochs, timesteps=timesteps, width=width, seeds=None if seed is None else str(seed),
                   batch_size=batch_size, profile=profile, device=device, results=results, limit_train=None,
                   energy_model=None, rerun=rerun, shard=None, report=None, as_json=as_json, threads=None,
-                  sets=sets, config=config)
+                  sets=sets, config=config, log_dir=log_dir)

@@ -104,6 +104,10 @@ def energy_command(
         if checkpoint is not None:
             cfg, bundle, net = load_trained(checkpoint, data_dir)
             source = str(checkpoint)
+            from .common import warn_checkpoint_overrides
+
+            warn_checkpoint_overrides(cfg, source, {"arch": arch, "method": method, "dataset": dataset,
+                                                    "width": width, "timesteps": timesteps, "sparsity": sparsity})
         else:
             from ..cell import Cell
             from ..methods import resolve
@@ -123,8 +127,11 @@ def energy_command(
             sibling = checkpoint.parent / f"{_baseline_cfg(cfg, 'snn').hash}.pt"
             snn_checkpoint = sibling if sibling.is_file() else None
         if snn_checkpoint is not None:
-            _, _, snn_net = load_trained(snn_checkpoint, data_dir)
+            snn_cfg, _, snn_net = load_trained(snn_checkpoint, data_dir)
             snn_source = str(snn_checkpoint)
+            from .common import check_snn_reference
+
+            check_snn_reference(cfg, snn_cfg, snn_source)
         else:
             snn_net = build_model(_baseline_cfg(cfg, "snn"), shape)
             snn_source = "untrained dense SNN (pass --snn-checkpoint for a trained one)"

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import UsageError, check_choice
 from .app import app, err_console, setup_logging
-from .common import dump_json, print_matrix
+from .common import atomic_text_writer, check_input_file, check_output_dir, check_output_file, dump_json, print_matrix
 
 results_app = typer.Typer(help="Inspect, export and merge results files.", no_args_is_help=True)
 app.add_typer(results_app, name="results")
@@ -19,8 +19,7 @@ app.add_typer(results_app, name="results")
 def _open(path: Path):
     from ..results.store import ResultStore
 
-    if not path.is_file():
-        raise UsageError(f"results file {path} does not exist")
+    check_input_file(path, "results file")
     return ResultStore(path, create=False)
 
 
@@ -34,8 +33,10 @@ def export_command(
     check_choice("format", fmt, ("jsonl", "csv"))
     store = _open(results)
     if out:
-        with open(out, "w", newline="") as fh:
+        check_output_file(out, "export file", protect=(results,))
+        with atomic_text_writer(out) as fh:
             store.export(fmt, fh)
+        err_console.print(f"exported {store.count()} row(s) of {results} to {out} ({fmt})", highlight=False)
     else:
         store.export(fmt, sys.stdout)
 
@@ -44,15 +45,30 @@ def export_command(
 def merge_command(
     sources: Annotated[list[Path], typer.Argument(help="Results files to merge (e.g. one per shard).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Merged results file (created or updated).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
 ) -> None:
     """Merge shard results; the same cell twice keeps the newest done row."""
-    from ..results.store import merge
+    from ..results.store import ResultStore, merge
 
+    setup_logging()
     for s in sources:
-        if not s.is_file():
-            raise UsageError(f"results file {s} does not exist")
+        check_input_file(s, "results file")
+        ResultStore(s, create=False).close()  # every source readable before the destination is touched
+    check_output_file(out, "merged results file")
+    same = [s for s in sources if out.exists() and s.samefile(out)]
     stats = merge(sources, out)
-    err_console.print(f"merged {len(sources)} file(s) into {out}: {stats}")
+    with ResultStore(out, create=False) as dest:
+        total = dest.count()
+    if as_json:
+        typer.echo(dump_json({"sources": [str(s) for s in sources], "out": str(out), "added": stats.added,
+                              "replaced": stats.replaced, "kept": stats.kept, "skipped_sources": [str(s) for s in same],
+                              "rows": total}))
+        return
+    sentence = (f"merged {len(sources) - len(same)} file(s) into {out}: {stats.added} row(s) added, "
+                f"{stats.replaced} replaced by a better one, {stats.kept} kept as they were; {out} now has {total} row(s)")
+    if same:
+        sentence += f" ({', '.join(map(str, same))} is the destination itself, so it was skipped)"
+    typer.echo(sentence)
 
 
 @results_app.command("show")
@@ -140,6 +156,7 @@ def report_command(
     from ..results.report import build_report
 
     rows = _open(results).rows()
+    check_output_dir(out, "report folder")
     path = build_report(rows, out)
     print_matrix(rows, title=str(results))
     err_console.print(f"report written to {path}")

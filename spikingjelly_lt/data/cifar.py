@@ -141,11 +141,14 @@ def _load(fmt: _Format, data_dir: str | Path | None) -> DataBundle:
     train_x, train_y = _read_split(fmt, folder, train_files)
     test_x, test_y = _read_split(fmt, folder, [fmt.test_file])
     missing = sorted(set(fmt.train_files) - set(train_files))
-    logger.debug(
-        "%s: %d train (%s) + %d test images from %s%s",
-        fmt.name, len(train_y), ", ".join(train_files), len(test_y), folder,
-        f" (subset: {', '.join(missing)} absent)" if missing else "",
-    )  # fmt: skip
+    if missing:  # a partial folder is worth a word at the default level: results depend on it
+        logger.info(
+            "%s: using %s: %s training images (%s absent from %s) + %s test images",
+            fmt.name, ", ".join(train_files), f"{len(train_y):,}", ", ".join(missing), folder, f"{len(test_y):,}",
+        )  # fmt: skip
+    else:
+        logger.debug("%s: %d train (%s) + %d test images from %s", fmt.name, len(train_y),
+                     ", ".join(train_files), len(test_y), folder)
     return DataBundle(
         name=fmt.name,
         train_x=train_x,

@@ -2,7 +2,10 @@
 
 Every write is its own committed transaction in WAL mode, so a process killed mid-run
 keeps every cell it finished. A row left ``running`` by a dead process is simply not
-``done``: a resume reruns it. Files that are not ours (not SQLite, foreign tables, a
+``done``: a resume reruns it; a run stopped by Ctrl-C or SIGTERM marks its row
+``interrupted`` (schema 3) on the way out. Two processes may write one file at once
+(shards on shared storage): WAL, a busy timeout and bounded retries on "database is
+locked" make every write land. Files that are not ours (not SQLite, foreign tables, a
 newer schema) raise :class:`~spikingjelly_lt.errors.UsageError` and are never touched.
 """
 
@@ -15,7 +18,9 @@ import json
 import logging
 import math
 import os
+import random
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,11 +43,14 @@ __all__ = [
 
 log = logging.getLogger("spikingjelly_lt")
 
-SCHEMA_VERSION = 2  # 2 adds the ``cell`` column: the fully resolved cell of each row
-STATUSES = ("running", "done", "failed")
+# 2 adds the ``cell`` column: the fully resolved cell of each row; 3 allows the status
+# ``interrupted`` (a CHECK constraint cannot be altered in SQLite: the table is rebuilt).
+SCHEMA_VERSION = 3
+STATUSES = ("running", "done", "failed", "interrupted")
 EXPORT_FORMATS = ("jsonl", "csv")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _BUSY_TIMEOUT_S = 60.0
+_LOCK_RETRIES = 8  # on top of the busy timeout: "database is locked" can skip the busy handler
 _COLUMNS = (
     "config_hash",
     "config",
@@ -54,9 +62,7 @@ _COLUMNS = (
     "env",
     "cell",
 )
-_SCHEMA = f"""
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE results (
+_RESULTS_TABLE = f"""CREATE TABLE {{name}} (
     config_hash TEXT PRIMARY KEY,
     config      TEXT NOT NULL,
     metrics     TEXT,
@@ -66,11 +72,37 @@ CREATE TABLE results (
     finished_at TEXT,
     env         TEXT,
     cell        TEXT
-);
+)"""
+_SCHEMA = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+{_RESULTS_TABLE.format(name="results")};
 CREATE INDEX results_status ON results (status);
 INSERT INTO meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
 """
-_STATUS_RANK = {"running": 0, "failed": 1, "done": 2}
+_STATUS_RANK = {"running": 0, "interrupted": 1, "failed": 2, "done": 3}
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    msg = str(exc).lower()
+    return "locked" in msg or "busy" in msg
+
+
+def _retry(fn, path: Path, what: str):
+    """Run ``fn()``; on "database is locked/busy" wait (exponential, jittered) and retry."""
+    for attempt in range(_LOCK_RETRIES + 1):
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if not _is_locked(exc):
+                raise
+            if attempt == _LOCK_RETRIES:
+                raise UsageError(
+                    f"{path}: results file stayed locked by another process while trying to {what} "
+                    f"({_LOCK_RETRIES + 1} tries); is a writer stuck? ({exc})"
+                ) from None
+            delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+            log.debug("%s: %s while trying to %s; retry %d in %.2f s", path, exc, what, attempt + 1, delay)
+            time.sleep(delay)
 
 
 def _json_default(obj: Any) -> Any:
@@ -137,7 +169,10 @@ class ResultStore:
         if not self.path.exists():
             if not create:
                 raise UsageError(f"{self.path}: no such results file")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"{self.path}: cannot create folder {self.path.parent} ({exc.strerror or exc})") from None
         elif self.path.is_dir():
             raise UsageError(f"{self.path}: is a directory, not a results file")
         else:
@@ -161,7 +196,7 @@ class ResultStore:
         except sqlite3.Error as exc:
             raise UsageError(f"{self.path}: cannot open results database ({exc})") from None
         try:
-            self._init_schema(conn, create)
+            _retry(lambda: self._init_schema(conn, create), self.path, "open it")
         except UsageError:
             conn.close()
             raise
@@ -172,8 +207,8 @@ class ResultStore:
             conn.close()
             raise UsageError(f"{self.path}: not a valid results database ({exc})") from None
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.OperationalError as exc:  # e.g. a read-only file: reading still works
+            _retry(lambda: conn.execute("PRAGMA journal_mode=WAL"), self.path, "switch to WAL")
+        except (sqlite3.OperationalError, UsageError) as exc:  # e.g. a read-only file: reading still works
             log.warning("%s: cannot switch to WAL journal mode (%s)", self.path, exc)
         return conn
 
@@ -219,23 +254,42 @@ class ResultStore:
         self._select = ", ".join(c if c in have else f"NULL AS {c}" for c in _COLUMNS)
 
     def _upgrade(self) -> None:
-        """Schema 1 -> 2 before the first write: add the (nullable) ``cell`` column.
+        """Upgrade an older file before its first write, in one transaction.
 
-        Rows written under schema 1 keep their flat, normalized config and read as before.
+        1 -> 2 adds the (nullable) ``cell`` column; rows written under schema 1 keep their
+        flat, normalized config and read as before. 2 -> 3 rebuilds ``results`` with the
+        CHECK constraint that admits ``interrupted`` (SQLite cannot alter a constraint),
+        copying every row as it is. Another process may have upgraded the file since we
+        opened it: the version is read again inside the transaction.
         """
         if self._version >= SCHEMA_VERSION:
             return
-        self._conn.execute("BEGIN IMMEDIATE")
+        _retry(self._upgrade_once, self.path, "upgrade its schema")
+
+    def _upgrade_once(self) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            have = {r[1] for r in self._conn.execute("PRAGMA table_info(results)").fetchall()}
-            if "cell" not in have:
-                self._conn.execute("ALTER TABLE results ADD COLUMN cell TEXT")
-            self._conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-            self._conn.execute("COMMIT")
+            version = int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+            if version < SCHEMA_VERSION:
+                have = {r[1] for r in conn.execute("PRAGMA table_info(results)").fetchall()}
+                if "cell" not in have:
+                    conn.execute("ALTER TABLE results ADD COLUMN cell TEXT")
+                if version < 3:
+                    cols = ", ".join(_COLUMNS)
+                    conn.execute("DROP TABLE IF EXISTS results_v3")
+                    conn.execute(_RESULTS_TABLE.format(name="results_v3"))
+                    conn.execute(f"INSERT INTO results_v3 ({cols}) SELECT {cols} FROM results")
+                    conn.execute("DROP TABLE results")
+                    conn.execute("ALTER TABLE results_v3 RENAME TO results")
+                    conn.execute("CREATE INDEX results_status ON results (status)")
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             raise
-        log.info("%s: results schema upgraded from version %d to %d", self.path, self._version, SCHEMA_VERSION)
+        if version < SCHEMA_VERSION:
+            log.info("%s: results schema upgraded from version %d to %d", self.path, version, SCHEMA_VERSION)
         self._version = SCHEMA_VERSION
         self._select = ", ".join(_COLUMNS)
 
@@ -248,15 +302,19 @@ class ResultStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One committed transaction (BEGIN IMMEDIATE waits on the busy timeout)."""
+        """One committed transaction (BEGIN IMMEDIATE waits on the busy timeout, then retries).
+
+        Only taking the write lock is retried, never the body: once BEGIN IMMEDIATE holds
+        the lock, the statements inside cannot meet "database is locked".
+        """
         self._upgrade()
-        self._conn.execute("BEGIN IMMEDIATE")
+        _retry(lambda: self._conn.execute("BEGIN IMMEDIATE"), self.path, "write")
         try:
             yield self._conn
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
+        _retry(lambda: self._conn.execute("COMMIT"), self.path, "commit")
 
     def close(self) -> None:
         """Close the connection (committed rows are already on disk)."""
@@ -303,6 +361,10 @@ class ResultStore:
         """Mark the cell ``failed`` with a reason (and whatever metrics it got)."""
         self._end(h, "failed", metrics, reason)
 
+    def interrupt(self, h: str, reason: str = "interrupted (Ctrl-C or SIGTERM); rerun the same command to resume") -> None:
+        """Mark a running cell ``interrupted``: not done, so a rerun resumes it."""
+        self._end(h, "interrupted", None, reason)
+
     def _end(self, h: str, status: str, metrics: dict[str, Any] | None, reason: str | None) -> None:
         with self._write() as conn:
             cur = conn.execute(
@@ -317,7 +379,7 @@ class ResultStore:
     # -- reading -----------------------------------------------------------------------
 
     def status(self, h: str) -> str | None:
-        """``'running'``, ``'done'``, ``'failed'``, or None for an unknown cell."""
+        """``'running'``, ``'done'``, ``'failed'``, ``'interrupted'``, or None for an unknown cell."""
         row = self._conn.execute(
             "SELECT status FROM results WHERE config_hash = ?", (h,)
         ).fetchone()
@@ -436,7 +498,8 @@ _EXPORTERS = {"jsonl": _export_jsonl, "csv": _export_csv}
 def merge(sources: Sequence[str | os.PathLike[str]], dest: str | os.PathLike[str]) -> MergeStats:
     """Merge results files into ``dest`` (created if missing).
 
-    Per config hash the winner is: a ``done`` row over ``failed`` over ``running``, then
+    Per config hash the winner is: a ``done`` row over ``failed`` over ``interrupted`` over
+    ``running``, then
     the newest (``finished_at``, then ``started_at``); ties break on row content, so the
     result does not depend on source order and merging again changes nothing.
     """

@@ -20,13 +20,19 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
+        os.replace(tmp, path)
+    finally:  # a failed save or rename leaves the previous checkpoint, and no temp file
+        if tmp.exists():
+            tmp.unlink()
 
 
 def load_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint safely; anything else is one clear error (the file is left alone)."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"checkpoint {path} is a directory, not a checkpoint file")
     if not path.is_file():
         raise UsageError(f"checkpoint {path} does not exist")
     try:
