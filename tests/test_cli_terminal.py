@@ -75,6 +75,7 @@ def test_log_dir_without_tensorboard_says_how_to_get_it(tmp_path, monkeypatch, c
     code, out, err = run_cli(["bench", "--methods", "ann", "--results", str(tmp_path / "r.db"),
                               "--log-dir", str(tmp_path / "tb")], capsys, monkeypatch)
     assert code == 2 and "pip install 'spikingjelly-lt[tensorboard]'" in err and "Traceback" not in err
+    assert not (tmp_path / "r.db").exists()  # said before any work
 
 
 def test_tensorboard_log_writes_train_and_test_scalars(tmp_path, monkeypatch):

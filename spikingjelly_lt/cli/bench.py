@@ -114,8 +114,9 @@ def bench_command(
             "energy_model": energy_model})
     if shard_of:
         cells = shard_cells(cells, *shard_of)
-    from .common import check_output_dir, check_output_file
+    from .common import TensorBoardLog, check_output_dir, check_output_file
 
+    tensorboard = TensorBoardLog(log_dir) if log_dir else None  # a missing extra is said before any work
     if not results.exists():
         check_output_file(results, "results file")
     if report:
@@ -123,7 +124,7 @@ def bench_command(
     store = ResultStore(results)
     check_output_dir(Path(f"{results}.ckpt"), "checkpoint folder")
     err_console.print(f"[bold]{len(cells)} cells[/bold] ({prof.name} profile) on {dev} -> {results}")
-    with matrix_progress(len(cells), log_dir=log_dir) as progress:
+    with matrix_progress(len(cells), tensorboard=tensorboard) as progress:
         outcomes = run_matrix(cells, store, data_dir=data_dir, device=dev, checkpoint_dir=Path(f"{results}.ckpt"),
                               rerun=rerun, progress=progress, env_extra={"profile": prof.name})
     from ..training.distributed import is_main

@@ -299,11 +299,11 @@ class TensorBoardLog:
 
 
 @contextmanager
-def matrix_progress(total_cells: int, log_dir: Path | None = None):
+def matrix_progress(total_cells: int, log_dir: Path | None = None, tensorboard: TensorBoardLog | None = None):
     """A progress display on stderr (a live one on a terminal, plain lines otherwise), with the
     ETA of the cell and of the matrix, and the ``progress(event, **info)`` callback (which
     also feeds TensorBoard with ``log_dir``)."""
-    tb = TensorBoardLog(log_dir) if log_dir else None
+    tb = tensorboard or (TensorBoardLog(log_dir) if log_dir else None)
     eta = Eta(total_cells)
     with _progress(total_cells, eta) as show:
         def callback(event: str, index: int = 0, total: int = 0, **info) -> None:
