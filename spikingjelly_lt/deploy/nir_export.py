@@ -167,8 +167,18 @@ def export_nir(source: str | os.PathLike | nn.Module, out: str | os.PathLike, *,
     graph = to_nir(net, shape, dt)
     nir = _nir()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    nir.write(str(out), graph)
+    if out.is_dir():
+        raise UsageError(f"{out} is a directory; give a file name for the NIR graph")
+    if not isinstance(source, nn.Module) and out.exists() and out.resolve() == Path(source).resolve():
+        raise UsageError(f"{out} is the input file; write the NIR graph somewhere else")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        nir.write(str(tmp), graph)
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write the NIR graph to {out}: {exc.strerror or exc}") from None
     kinds: dict[str, int] = {}
     for node in graph.nodes.values():
         kinds[type(node).__name__] = kinds.get(type(node).__name__, 0) + 1

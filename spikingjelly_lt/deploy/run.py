@@ -57,6 +57,8 @@ def load_model(source: str | os.PathLike, data_dir: str | None = None) -> tuple[
     """``(fp32 model, {arch, method, num_classes, in_channels, input_size}, data set)`` of a
     ticket file or a trainer checkpoint."""
     path = Path(source)
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory (expected a .sjlt ticket or a trainer checkpoint)")
     if not path.is_file():
         raise UsageError(f"{path} does not exist (expected a .sjlt ticket or a trainer checkpoint)")
     if _is_ticket(path):
