@@ -282,8 +282,12 @@ class TensorBoardLog:
         elif event == "epoch":
             step = info["round"] * self.epochs + info["epoch"]
             for key in ("loss", "train_acc", "lr", "images_per_s"):
-                if info.get(key) is not None:
-                    self.writer.add_scalar(f"train/{key}", info[key], step)
+                value = info.get(key)
+                if isinstance(value, (list, tuple)):  # lr: one per optimizer / parameter group
+                    for j, v in enumerate(value):
+                        self.writer.add_scalar(f"train/{key}" + (f"_{j}" if len(value) > 1 else ""), float(v), step)
+                elif isinstance(value, (int, float)):
+                    self.writer.add_scalar(f"train/{key}", float(value), step)
         elif event == "measured":
             m = info.get("metrics") or {}
             for key in ("top1", "mean_firing_rate", "sparsity", "energy_pj", "train_seconds"):
