@@ -293,8 +293,14 @@ def run_cell(
         "energy_x_ann": ann_pj / pj if pj > 0 else None,
         "energy_x_snn": snn_energy_pj / pj if snn_energy_pj and pj > 0 else None,
         "energy_by_model": {name: energy_under(report, name).energy_pj for name in plugins.names("energy_models")},
+        "energy_rules": report.rules,
+        "energy_options": dict(report.options),
+        "neuron_updates": report.neuron_updates,
+        "energy_neuron_pj": report.energy_neuron_pj,
+        "energy_membrane_pj": report.energy_membrane_pj,
         "energy_layers": [
-            {k: getattr(layer, k) for k in ("name", "op_kind", "macs", "acs", "weight_density", "firing_rate", "energy_pj")}
+            {k: getattr(layer, k) for k in ("name", "op_kind", "input_kind", "rule", "macs", "acs", "weight_density",
+                                            "firing_rate", "energy_pj")}
             for layer in report.layers
         ],
         "spiking": spiking,
