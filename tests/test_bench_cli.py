@@ -78,6 +78,14 @@ def test_bench_table_and_report(tmp_path, capsys, monkeypatch):
     data = json.loads(out)
     assert data["snn_reference"].endswith(f"{snn['config_hash']}.pt")
     assert data["x_snn"] == pytest.approx(snn["metrics"]["energy_pj"] / ann["metrics"]["energy_pj"], rel=1e-6)
+    # without its trained SNN beside it, a trained cell gets no x SNN (never one against an untrained SNN)
+    lonely = tmp_path / "lonely" / ckpt.name
+    lonely.parent.mkdir()
+    lonely.write_bytes(ckpt.read_bytes())
+    code, out, err = run_cli(["energy", "--checkpoint", str(lonely), "--json", "--images", "64"], capsys, monkeypatch)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["x_snn"] is None and data["snn_reference"].startswith("none: no trained dense SNN")
 
 
 @pytest.mark.parametrize(

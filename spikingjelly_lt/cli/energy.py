@@ -132,11 +132,16 @@ def energy_command(
             from .common import check_snn_reference
 
             check_snn_reference(cfg, snn_cfg, snn_source)
-        else:
+        elif checkpoint is None:  # untrained against untrained: the same footing
             snn_net = build_model(_baseline_cfg(cfg, "snn"), shape)
             snn_source = "untrained dense SNN (pass --snn-checkpoint for a trained one)"
-        snn = count_energy(snn_net, loader, cost, max_batches=max_batches, pooled_fc=pooled_fc)
-        x_ann, x_snn = energy_ratio(ann, report, cost), energy_ratio(snn, report, cost)
+        else:  # a trained cell is never priced against an untrained baseline
+            snn_net = None
+            snn_source = (f"none: no trained dense SNN of this cell ({_baseline_cfg(cfg, 'snn').hash}.pt) beside "
+                          f"{checkpoint}; pass --snn-checkpoint")
+        x_ann = energy_ratio(ann, report, cost)
+        x_snn = None if snn_net is None else energy_ratio(
+            count_energy(snn_net, loader, cost, max_batches=max_batches, pooled_fc=pooled_fc), report, cost)
         config = cfg.cell.to_dict()
         title = f"{cfg.cell.model.arch} {cfg.cell.method}"
     by_model = {name: energy_under(report, name) for name in plugins.names("energy_models")}
@@ -177,7 +182,8 @@ def energy_command(
                    f"{s['neuron_pj']:.4g}", f"{s['membrane_pj']:.4g}", f"{s['total_pj']:.4g}")
     out_console.print(tt)
     if x_ann is not None:
-        out_console.print(f"saving vs dense ANN: {x_ann:.3g}x   vs dense SNN: {x_snn:.3g}x  (SNN reference: {snn_source})")
+        vs_snn = "–" if x_snn is None else f"{x_snn:.3g}x"
+        out_console.print(f"saving vs dense ANN: {x_ann:.3g}x   vs dense SNN: {vs_snn}  (SNN reference: {snn_source})")
 
 
 def _split(r) -> dict[str, float]:
