@@ -18,9 +18,13 @@ the batch, mean firing rate, the CPU model and its flags. Not an asv benchmark.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
+
+try:
+    from ._args import add_model_args, measure_or_json
+except ImportError:  # run as a script: python bench/NAME.py
+    from _args import add_model_args, measure_or_json
 
 
 def _bake(model):
@@ -133,22 +137,13 @@ def measure(args) -> dict:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--archs", default="resnet19,vgg16")
-    p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--timesteps", type=int, default=4)
-    p.add_argument("--batch", type=int, default=64)
+    add_model_args(p, width=1.0)
     p.add_argument("--sparsity", type=float, default=0.5)
     p.add_argument("--engines", default="auto", help="comma list of auto|int8|bf16|fp32")
     p.add_argument("--storages", default="packed,int8", help="comma list of packed|int8")
     p.add_argument("--lif", default="auto", help="torch | native | auto (native when it builds)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
-    res = measure(args)
-    if args.json:
-        print(json.dumps(res, indent=2))
+    args, res = measure_or_json(p, measure, argv, repeats=3)
+    if res is None:
         return
     cpu = res["cpu"]
     print(f"CPU: {cpu['model']}; flags: {' '.join(cpu['flags']) or '-'}; torch {res['torch']} "

@@ -16,9 +16,13 @@ asv imports this module and finds nothing to run.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
+
+try:
+    from ._args import add_model_args, measure_or_json
+except ImportError:  # run as a script: python bench/NAME.py
+    from _args import add_model_args, measure_or_json
 
 
 def _step_fns(arch: str, method: str, impl: str, args):
@@ -83,18 +87,9 @@ def measure(args) -> dict:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--archs", default="resnet19,vgg16")
-    p.add_argument("--width", type=float, default=0.25)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--timesteps", type=int, default=4)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
-    res = measure(args)
-    if args.json:
-        print(json.dumps(res, indent=2))
+    add_model_args(p, width=0.25)
+    args, res = measure_or_json(p, measure, argv, repeats=7)
+    if res is None:
         return
     print(f"width {args.width}, batch {args.batch}, {args.size}x{args.size}, T={args.timesteps}, "
           f"{args.threads} threads, median of {args.repeats} interleaved repeats")

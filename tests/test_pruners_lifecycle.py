@@ -206,16 +206,21 @@ def _flip(mask: torch.Tensor, k: int) -> torch.Tensor:
 
 def _eb_model():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 10))  # 200 prunable weights
-    return model
+    return nn.Sequential(nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 10))  # 200 prunable weights
 
 
-def test_early_bird_stops_at_the_first_stable_run_and_applies_that_mask(monkeypatch):
-    cell = Cell().replace(method="snn-eb", sparsity=0.5, eb_tau=0.02, eb_patience=2, epochs=8)
+def _eb_setup(epochs: int):
+    """An early-bird pruner on 200 prunable weights, and the half-kept starting masks."""
+    cell = Cell().replace(method="snn-eb", sparsity=0.5, eb_tau=0.02, eb_patience=2, epochs=epochs)
     model = _eb_model()
     pruner = EarlyBirdPruner()
     pruner.apply(model, cell)
     base = [torch.cat([torch.ones(50), torch.zeros(50)]).view(10, 10) for _ in range(2)]
+    return cell, model, pruner, base
+
+
+def test_early_bird_stops_at_the_first_stable_run_and_applies_that_mask(monkeypatch):
+    cell, model, pruner, base = _eb_setup(epochs=8)
     # flips per epoch over 200 entries: distances 0.1, 0.01, 0.025, 0.01, 0.005 -> stop at epoch 6
     seq, cur = [], base
     for k in (0, 20, 2, 5, 2, 1, 0, 0):
@@ -245,11 +250,7 @@ def test_early_bird_stops_at_the_first_stable_run_and_applies_that_mask(monkeypa
 
 
 def test_early_bird_never_stable_uses_the_last_mask(monkeypatch):
-    cell = Cell().replace(method="snn-eb", sparsity=0.5, eb_tau=0.02, eb_patience=2, epochs=3)
-    model = _eb_model()
-    pruner = EarlyBirdPruner()
-    pruner.apply(model, cell)
-    base = [torch.cat([torch.ones(50), torch.zeros(50)]).view(10, 10) for _ in range(2)]
+    cell, model, pruner, base = _eb_setup(epochs=3)
     seq = [base, [_flip(base[0], 10), base[1]], [_flip(base[0], 30), base[1]]]
     feed = iter(seq)
     monkeypatch.setattr(pruner, "_draw", lambda m: next(feed))

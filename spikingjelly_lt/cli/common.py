@@ -37,12 +37,17 @@ def check_input_file(path, what: str) -> Path:
         raise UsageError(f"{what} {p} does not exist")
     if p.is_dir():
         raise UsageError(f"{what} {p} is a directory, not a file")
+    _opens(p, "rb", f"{what} {p} cannot be read")
+    return p
+
+
+def _opens(p: Path, mode: str, message: str) -> None:
+    """Open ``p`` in ``mode`` (reading or appending nothing) or raise one UsageError."""
     try:
-        with p.open("rb"):
+        with p.open(mode):
             pass
     except OSError as exc:
-        raise UsageError(f"{what} {p} cannot be read ({exc.strerror or exc})") from None
-    return p
+        raise UsageError(f"{message} ({exc.strerror or exc})") from None
 
 
 def check_output_file(path, what: str, *, protect=()) -> Path:
@@ -56,20 +61,10 @@ def check_output_file(path, what: str, *, protect=()) -> Path:
     for q in protect:
         if q is not None and p.exists() and Path(q).exists() and p.samefile(q):
             raise UsageError(f"{what} {p} is also an input of this command; refusing to overwrite it")
-    parent = p.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{what} {p}: cannot create folder {parent} ({exc.strerror or exc})") from None
-    why = _probe_writable(parent)
-    if why:
-        raise UsageError(f"{what} {p}: cannot write in folder {parent} ({why})")
+    _writable_folder(p.parent, f"{what} {p}: cannot create folder {p.parent}",
+                     f"{what} {p}: cannot write in folder {p.parent}")
     if p.exists():
-        try:
-            with p.open("ab"):
-                pass
-        except OSError as exc:
-            raise UsageError(f"{what} {p} is not writable ({exc.strerror or exc})") from None
+        _opens(p, "ab", f"{what} {p} is not writable")
     return p
 
 
@@ -78,14 +73,19 @@ def check_output_dir(path, what: str) -> Path:
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise UsageError(f"{what} {p} exists and is not a folder")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{what} {p}: cannot create it ({exc.strerror or exc})") from None
-    why = _probe_writable(p)
-    if why:
-        raise UsageError(f"{what} {p}: cannot write in it ({why})")
+    _writable_folder(p, f"{what} {p}: cannot create it", f"{what} {p}: cannot write in it")
     return p
+
+
+def _writable_folder(folder: Path, cannot_create: str, cannot_write: str) -> None:
+    """Create ``folder`` if missing and prove a file can be written in it (else one UsageError)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{cannot_create} ({exc.strerror or exc})") from None
+    why = _probe_writable(folder)
+    if why:
+        raise UsageError(f"{cannot_write} ({why})")
 
 
 @contextmanager
