@@ -157,10 +157,6 @@ class Cell:
         """Nested plain dict of every field (what ``sjlt config show --json`` prints)."""
         return dataclasses.asdict(self)
 
-    def values(self) -> dict[str, Any]:
-        """``{dotted key: value}`` of every field."""
-        return {key: self.get(key) for key in _KNOBS}
-
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Cell:
         """From :meth:`to_dict`'s nested form, a partial nested dict, or a flat dict by leaf

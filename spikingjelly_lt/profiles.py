@@ -46,8 +46,10 @@ PROFILES: dict[str, Profile] = {
             sparsities=(0.5,),
             seeds=(0,),
             cell={
-                "model.width": 0.25, "model.timesteps": 4, "recipe.epochs": 10, "recipe.batch_size": 64, "recipe.lr": 0.1, "recipe.score_lr": 0.1,
-                "model.tau": 2.0, "model.v_threshold": 0.5, "model.fc_bn": True, "model.learn_bn": True, "recipe.imp_rounds": 1, "recipe.rewind_epoch": 1,
+                "model.width": 0.25, "model.timesteps": 4, "recipe.epochs": 10,
+                "recipe.batch_size": 64, "recipe.lr": 0.1, "recipe.score_lr": 0.1,
+                "model.tau": 2.0, "model.v_threshold": 0.5, "model.fc_bn": True,
+                "model.learn_bn": True, "recipe.imp_rounds": 1, "recipe.rewind_epoch": 1,
             },
         ),
         Profile(
@@ -59,8 +61,10 @@ PROFILES: dict[str, Profile] = {
             sparsities=(0.5,),
             seeds=(0,),
             cell={
-                "model.width": 0.25, "model.timesteps": 4, "recipe.epochs": 5, "recipe.batch_size": 64, "recipe.lr": 0.1, "recipe.score_lr": 0.1,
-                "model.tau": 2.0, "model.v_threshold": 0.5, "model.fc_bn": True, "model.learn_bn": True, "recipe.imp_rounds": 1, "recipe.rewind_epoch": 1,
+                "model.width": 0.25, "model.timesteps": 4, "recipe.epochs": 5,
+                "recipe.batch_size": 64, "recipe.lr": 0.1, "recipe.score_lr": 0.1,
+                "model.tau": 2.0, "model.v_threshold": 0.5, "model.fc_bn": True,
+                "model.learn_bn": True, "recipe.imp_rounds": 1, "recipe.rewind_epoch": 1,
                 "data.limit_train": 6000,
             },
         ),
@@ -72,8 +76,10 @@ PROFILES: dict[str, Profile] = {
             sparsities=(0.5,),
             seeds=(0,),
             cell={
-                "model.width": 1.0, "model.timesteps": 4, "recipe.epochs": 200, "recipe.batch_size": 128, "recipe.lr": 0.1, "recipe.score_lr": 0.1,
-                "model.tau": 2.0, "model.v_threshold": 1.0, "model.fc_bn": False, "model.learn_bn": False, "recipe.imp_rounds": 3, "recipe.rewind_epoch": 1,
+                "model.width": 1.0, "model.timesteps": 4, "recipe.epochs": 200,
+                "recipe.batch_size": 128, "recipe.lr": 0.1, "recipe.score_lr": 0.1,
+                "model.tau": 2.0, "model.v_threshold": 1.0, "model.fc_bn": False,
+                "model.learn_bn": False, "recipe.imp_rounds": 3, "recipe.rewind_epoch": 1,
             },
         ),
     )

@@ -29,8 +29,15 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _interrupted() -> None:
+    """One line, then exit 130 at once: the row is marked and every write is committed, and an
+    interpreter shutdown still unwinding the interruption could otherwise end the process by
+    SIGINT (exit -2) instead."""
+    import os
+
     err_console.print(f"[yellow]{INTERRUPTED}[/yellow]", highlight=False, soft_wrap=True)
-    sys.exit(130)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def _on_sigterm(signum, frame) -> None:  # noqa: ARG001

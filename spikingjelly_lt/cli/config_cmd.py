@@ -48,8 +48,9 @@ def print_cell(r, title: str) -> None:
     for col in ("key", "value", "counts", "help"):
         table.add_column(col, overflow="fold")
     for key, k in knobs().items():
+        value = r.cell.get(key)
         counts = (not k.conditional) or key in r.uses
-        table.add_row(key, repr(r.cell.get(key)) if isinstance(r.cell.get(key), str) else str(r.cell.get(key)),
+        table.add_row(key, repr(value) if isinstance(value, str) else str(value),
                       "yes" if counts else "[dim]unused[/dim]", k.help)
     out_console.print(table)
     m = r.method
