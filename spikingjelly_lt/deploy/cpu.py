@@ -17,67 +17,14 @@ fp32       plain fp32 convolution of {0,1} x {-1,0,1} (exact below 2^24)
 
 from __future__ import annotations
 
-import functools
-import platform
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import torch
 
 from ..errors import UsageError
+from ..hardware import CpuInfo, cpu_info
 
 __all__ = ["ENGINES", "CpuInfo", "cpu_info", "choose_engine"]
 
 ENGINES = ("auto", "int8", "bf16", "fp32")
-REPORTED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
-
-
-@dataclass(frozen=True)
-class CpuInfo:
-    """The CPU model, the flags that matter here and torch's own capability string."""
-
-    model: str
-    flags: tuple[str, ...]
-    torch_capability: str
-    mkldnn: bool
-    threads: int = field(default_factory=torch.get_num_threads)
-
-    def has(self, flag: str) -> bool:
-        return flag in self.flags
-
-    def to_dict(self) -> dict:
-        return {"model": self.model, "flags": list(self.flags), "torch_capability": self.torch_capability,
-                "mkldnn": self.mkldnn, "threads": torch.get_num_threads()}
-
-
-@functools.lru_cache(maxsize=1)
-def _proc_cpuinfo() -> tuple[str, frozenset[str]]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine(), frozenset()
-    model, flags = "", frozenset()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and not model:
-            model = value.strip()
-        elif key in ("flags", "Features") and not flags:
-            flags = frozenset(value.split())
-        if model and flags:
-            break
-    return model or platform.processor() or platform.machine(), flags
-
-
-def cpu_info() -> CpuInfo:
-    """Model name, the flags in :data:`REPORTED_FLAGS` it has, torch's capability, oneDNN."""
-    model, flags = _proc_cpuinfo()
-    try:
-        cap = torch.backends.cpu.get_cpu_capability()
-    except Exception:  # noqa: BLE001 - older torch
-        cap = "unknown"
-    return CpuInfo(model=model, flags=tuple(f for f in REPORTED_FLAGS if f in flags), torch_capability=cap,
-                   mkldnn=bool(torch.backends.mkldnn.is_available()))
 
 
 def _int8_available() -> bool:

@@ -21,6 +21,7 @@ import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -507,26 +508,13 @@ class _Engine:
 
 
 LIF_KERNELS = ("torch", "native", "auto")
-_NATIVE: Any = None
-_NATIVE_TRIED = False
 
 
 def native_lif():
     """The fused C++ LIF kernel (``_lif_kernel.cpp``, built once by torch's cpp_extension), or None."""
-    global _NATIVE, _NATIVE_TRIED
-    if not _NATIVE_TRIED:
-        _NATIVE_TRIED = True
-        try:
-            from pathlib import Path
+    from .._native import load_kernel
 
-            from torch.utils.cpp_extension import load
-
-            src = Path(__file__).with_name("_lif_kernel.cpp")
-            _NATIVE = load(name="sjlt_deploy_lif", sources=[str(src)], extra_cflags=["-O3", "-ffp-contract=off"])
-        except Exception as exc:  # noqa: BLE001 - no compiler, no headers: the torch path runs
-            log.warning("native LIF kernel unavailable (%s); using the torch LIF", str(exc).splitlines()[0][:120])
-            _NATIVE = None
-    return _NATIVE
+    return load_kernel("sjlt_deploy_lif", str(Path(__file__).with_name("_lif_kernel.cpp")))
 
 
 _CHUNK = 32000  # below torch's parallel grain (32768): each op runs inline, in cache

@@ -26,7 +26,7 @@ import torch
 
 from .._sj import base, surrogate
 
-__all__ = ["FastLIFNode", "fast_lif_multi_step"]
+__all__ = ["FastLIFNode", "fast_lif_multi_step", "membrane_dtype"]
 
 log = logging.getLogger("spikingjelly_lt")
 
@@ -46,6 +46,28 @@ def _surrogate_kind(fn: object) -> tuple[int, float]:
     )
 
 
+def membrane_dtype(input_dtype: torch.dtype) -> torch.dtype:
+    """The membrane's dtype for inputs of ``input_dtype``: never below float32.
+
+    Under bf16/fp16 autocast the charge ``V + (X - V) / tau`` and the threshold test
+    stay in float32, so a spike never flips on a rounded membrane; only the input
+    current (a convolution's output) arrives in low precision.
+    """
+    return torch.promote_types(input_dtype, torch.float32)
+
+
+def _empty_steps(lead: tuple[int, ...], like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialized ``[*lead, *like.shape]`` tensor whose every step has ``like``'s layout.
+
+    Keeps channels_last (or any dense permuted) layout through the neuron: a plain
+    ``torch.empty`` would hand the next convolution NCHW spikes and make it convert.
+    """
+    order = sorted(range(like.dim()), key=lambda i: -like.stride(i))  # outermost first
+    buf = torch.empty((*lead, *(like.shape[i] for i in order)), dtype=dtype, device=like.device)
+    inverse = [order.index(i) for i in range(like.dim())]
+    return buf.permute(*range(len(lead)), *(len(lead) + i for i in inverse))
+
+
 def _lif_forward(
     x_seq: torch.Tensor,
     u: torch.Tensor,
@@ -61,14 +83,13 @@ def _lif_forward(
     Returns ``(spikes, u_final, -H sequence or None, -V sequence or None)``.
     """
     T = x_seq.shape[0]
-    # spikes and -H share one allocation (they die together at backward).
-    shape = (2 if keep_h else 1, *x_seq.shape)
-    buf = torch.empty(shape, dtype=x_seq.dtype, device=x_seq.device)
-    spikes = buf[0]
-    nh_seq = buf[1] if keep_h else None
+    # The membrane (u, -H) runs in u's dtype (float32 under bf16 autocast); spikes are
+    # exact in any float dtype and leave in the input's, so the next layer casts nothing.
+    spikes = _empty_steps((T,), u, x_seq.dtype)
+    nh_seq = _empty_steps((T,), u, u.dtype) if keep_h else None
     scratch = None if keep_h else torch.empty_like(u)
-    nu_seq = torch.empty_like(spikes) if store_v_seq else None
-    tau_t = torch.tensor(tau, dtype=x_seq.dtype, device=x_seq.device)
+    nu_seq = _empty_steps((T,), u, u.dtype) if store_v_seq else None
+    tau_t = torch.tensor(tau, dtype=u.dtype, device=u.device)
     r = 0.0 if v_reset is None else v_reset
     neg_thr = -v_threshold
     for t in range(T):
@@ -101,6 +122,51 @@ def _surrogate_grad_(w: torch.Tensor, kind: int, alpha: float) -> torch.Tensor:
     return s.mul_(1.0 - s).mul_(alpha)
 
 
+def _native_kernel():
+    """The fused C++ kernel (``_lif_train.cpp``), built once per machine, or None."""
+    from pathlib import Path
+
+    from .._native import load_kernel
+
+    return load_kernel("sjlt_lif_train", str(Path(__file__).with_name("_lif_train.cpp")))
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """Whether ``t`` covers its memory without gaps or overlaps (any dim order)."""
+    expected = 1
+    for i in sorted(range(t.dim()), key=lambda i: t.stride(i)):
+        if t.shape[i] != 1:
+            if t.stride(i) != expected:
+                return False
+            expected *= t.shape[i]
+    return True
+
+
+_NATIVE_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def _native_forward(x_seq, v, tau, decay_input, v_threshold, v_reset, keep_h):
+    """``(spikes, v_final, -H or None)`` from the fused kernel, or None where it does not apply.
+
+    It applies on the CPU to float32 / bfloat16 inputs whose every step has the membrane's
+    dense layout (a step stride of 0, a repeated input, is fine).
+    """
+    if (x_seq.device.type != "cpu" or x_seq.dtype not in _NATIVE_DTYPES or v.dtype != torch.float32
+            or x_seq.shape[1:] != v.shape or not _dense(v) or x_seq[0].stride() != v.stride()
+            or x_seq.stride(0) not in (0, v.numel()) or x_seq.shape[0] == 0):
+        return None
+    kernel = _native_kernel()
+    if kernel is None:
+        return None
+    T = x_seq.shape[0]
+    spikes = _empty_steps((T,), v, x_seq.dtype)
+    nh = _empty_steps((T,), v, torch.float32) if keep_h else torch.empty(0)
+    v_out = torch.empty_like(v)
+    hard = v_reset is not None
+    kernel.lif_forward(x_seq, spikes, nh, v, v_out, tau, v_threshold, v_reset if hard else 0.0, hard, decay_input)
+    return spikes, v_out, (nh if keep_h else None)
+
+
 class _FastLIF(torch.autograd.Function):
     """Whole-sequence LIF with hand-written BPTT; saves only ``-H`` ([T, ...])."""
 
@@ -117,13 +183,21 @@ class _FastLIF(torch.autograd.Function):
         kind: int,
         alpha: float,
         store_v_seq: bool,
+        native: bool,
     ):
+        ctx.cfg = (tau, decay_input, v_threshold, v_reset, detach_reset, kind, alpha)
+        ctx.x_dtype = x_seq.dtype
+        ctx.native = native
+        ctx.set_materialize_grads(False)
+        if native and not store_v_seq:
+            out = _native_forward(x_seq, v, tau, decay_input, v_threshold, v_reset, True)
+            if out is not None:
+                ctx.save_for_backward(out[2])
+                return out[0], out[1]
         spikes, u, nh_seq, nu_seq = _lif_forward(
             x_seq, torch.neg(v), tau, decay_input, v_threshold, v_reset, True, store_v_seq
         )
         ctx.save_for_backward(nh_seq)
-        ctx.cfg = (tau, decay_input, v_threshold, v_reset, detach_reset, kind, alpha)
-        ctx.set_materialize_grads(False)
         if store_v_seq:
             v_seq = nu_seq.neg_()
             return spikes, v_seq[-1].clone(), v_seq
@@ -137,8 +211,17 @@ class _FastLIF(torch.autograd.Function):
         T = nh.shape[0]
         k = 1.0 - 1.0 / tau  # dH[t+1]/dV[t], both decay_input modes
         scale = 1.0 / tau if decay_input else 1.0  # dH[t]/dX[t], folded into B
+        if (ctx.native and kind == _ATAN and detach_reset and g_spike is not None and g_v is None
+                and g_vseq is None and not ctx.needs_input_grad[1] and nh.device.type == "cpu"
+                and g_spike.dtype in _NATIVE_DTYPES and (kernel := _native_kernel()) is not None):
+            if g_spike.stride() != nh.stride():
+                g_spike = _empty_steps((T,), nh[0], g_spike.dtype).copy_(g_spike)
+            g_x = _empty_steps((T,), nh[0], ctx.x_dtype if ctx.x_dtype in _NATIVE_DTYPES else nh.dtype)
+            a0 = 2.0 / alpha / scale
+            kernel.lif_backward(nh, g_spike, g_x, thr, a0, (math.pi / 2 * alpha) ** 2 * a0, k, v_reset is not None)
+            return g_x, None, None, None, None, None, None, None, None, None, None
         # One allocation: G[:T] = B = scale * dL/dH = dL/dX (returned), G[T] = per-step scratch.
-        G = torch.empty((T + 1, *nh.shape[1:]), dtype=nh.dtype, device=nh.device)
+        G = _empty_steps((T + 1,), nh[0], nh.dtype)
         B, scratch = G[:T], G[T]
         R = None  # dense dV[t]/dH[t] (only without detach_reset)
         if kind == _ATAN and detach_reset and g_spike is not None:
@@ -183,7 +266,7 @@ class _FastLIF(torch.autograd.Function):
                     B[t].addcmul_(grad, Rt, value=c)
         g_v0 = B[0] * (k / scale) if ctx.needs_input_grad[1] else None
         g_x = B if ctx.needs_input_grad[0] else None
-        return g_x, g_v0, None, None, None, None, None, None, None, None
+        return g_x, g_v0, None, None, None, None, None, None, None, None, None
 
 
 def fast_lif_multi_step(
@@ -196,25 +279,33 @@ def fast_lif_multi_step(
     surrogate_function: Optional[surrogate.SurrogateFunctionBase] = None,
     detach_reset: bool = False,
     store_v_seq: bool = False,
+    native: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """Functional LIF over ``x_seq`` ``[T, N, ...]`` from membrane ``v`` ``[N, ...]``.
 
     Same contract as ``spikingjelly...functional.lif_multi_step``: returns
     ``(spike_seq, v_final, v_seq or None)``; ``surrogate_function`` defaults to
-    ``ATan(alpha=2.0)``. Gradients flow to ``x_seq`` and ``v``.
+    ``ATan(alpha=2.0)``. Gradients flow to ``x_seq`` and ``v``. ``native`` uses the
+    fused C++ kernel where it applies (same spikes and membranes bit for bit; the
+    gradient equal to float32 rounding); ``False`` forces the torch ops.
     """
     fn = surrogate.ATan() if surrogate_function is None else surrogate_function
     kind, alpha = _surrogate_kind(fn)
     tau = float(tau)
     if not tau > 1.0:
         raise ValueError(f"tau must be > 1, got {tau}")
-    if v.dtype != x_seq.dtype or v.device != x_seq.device:
-        v = v.to(dtype=x_seq.dtype, device=x_seq.device)
+    dtype = membrane_dtype(x_seq.dtype)
+    if v.dtype != dtype or v.device != x_seq.device:
+        v = v.to(dtype=dtype, device=x_seq.device)
     if torch.is_grad_enabled() and (x_seq.requires_grad or v.requires_grad):
         out = _FastLIF.apply(
-            x_seq, v, tau, decay_input, v_threshold, v_reset, detach_reset, kind, alpha, store_v_seq
+            x_seq, v, tau, decay_input, v_threshold, v_reset, detach_reset, kind, alpha, store_v_seq, native
         )
         return out[0], out[1], (out[2] if store_v_seq else None)
+    if native and not store_v_seq:
+        out = _native_forward(x_seq, v, tau, decay_input, v_threshold, v_reset, False)
+        if out is not None:
+            return out[0], out[1], None
     spikes, u, _, nu_seq = _lif_forward(
         x_seq, torch.neg(v), tau, decay_input, v_threshold, v_reset, False, store_v_seq
     )
@@ -245,6 +336,7 @@ class FastLIFNode(base.MemoryModule):
         detach_reset: bool = False,
         step_mode: str = "s",
         store_v_seq: bool = False,
+        native: bool = True,
     ) -> None:
         super().__init__()
         if not float(tau) > 1.0:
@@ -260,6 +352,7 @@ class FastLIFNode(base.MemoryModule):
         self.detach_reset = bool(detach_reset)
         self.step_mode = step_mode
         self.store_v_seq = store_v_seq
+        self.native = bool(native)  # the fused C++ kernel where it applies (see fast_lif_multi_step)
         self.register_memory("v", 0.0 if v_reset is None else self.v_reset)
         log.debug("FastLIFNode(%s)", self.extra_repr())
 
@@ -294,13 +387,14 @@ class FastLIFNode(base.MemoryModule):
         """Turn the scalar reset sentinel (or a stale-shaped ``v``) into a tensor like one step."""
         x = inputs[0][0] if step_mode == "m" else inputs[0]
         v = states[0]
+        dtype = membrane_dtype(x.dtype)
         if isinstance(v, (int, float)):
-            v = torch.full_like(x, float(v))
+            v = torch.full_like(x, float(v), dtype=dtype)
         elif isinstance(v, torch.Tensor):
             if v.shape != x.shape:
-                v = torch.full_like(x, 0.0 if self.v_reset is None else self.v_reset)
-            elif v.dtype != x.dtype or v.device != x.device:
-                v = v.to(dtype=x.dtype, device=x.device)
+                v = torch.full_like(x, 0.0 if self.v_reset is None else self.v_reset, dtype=dtype)
+            elif v.dtype != dtype or v.device != x.device:
+                v = v.to(dtype=dtype, device=x.device)
         return (v, *states[1:])
 
     def _run(self, x_seq: torch.Tensor, v: torch.Tensor, store_v_seq: bool):
@@ -314,6 +408,7 @@ class FastLIFNode(base.MemoryModule):
             self.surrogate_function,
             self.detach_reset,
             store_v_seq,
+            self.native,
         )
 
     def single_step_functional_forward(
