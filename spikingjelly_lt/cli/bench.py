@@ -138,9 +138,16 @@ def bench_command(
 
         err_console.print(f"report: {build_report(rows, report)}")
     if as_json:
-        typer.echo(dump_json([{"config_hash": o.hash, "status": o.status, "config": o.cell.cell.to_dict(),
-                               "cell": o.cell.describe(),
-                               "metrics": o.metrics, "reason": o.reason} for o in outcomes]))
+        from ..results.report import matrix_table
+        from ..results.stats import claims_table, paired_table
+
+        typer.echo(dump_json({
+            "cells": [{"config_hash": o.hash, "status": o.status, "config": o.cell.cell.to_dict(),
+                       "cell": o.cell.describe(), "metrics": o.metrics, "reason": o.reason} for o in outcomes],
+            "summary": [{k: v for k, v in e.items() if k != "config"} for e in matrix_table(rows)],
+            "paired": paired_table(rows),
+            "claims": [c for c in claims_table(rows) if c["verdict"] != "not run"],
+        }))
     else:
         first = cells[0].cell if cells else None
         print_matrix(rows, title=f"{first.model.arch if first else '?'} on {first.data.dataset if first else '?'} ({prof.name})")

@@ -134,7 +134,7 @@ SHORT_HEADERS = {
     "sparsity": "target\nsparsity", "seeds": "seeds", "top-1 %": "top-1\n%", "paper top-1 %": "paper\ntop-1 %",
     "achieved sparsity %": "achieved\nsparsity %", "energy pJ/img": "energy\npJ/img", "saving × ANN": "saving\n× ANN",
     "saving × SNN": "saving\n× SNN", "firing rate": "firing\nrate", "weight bits": "weight\nbits",
-    "time to ticket s": "ticket\ns", "status": "status",
+    "time to ticket s": "ticket\ns", "status": "status", "val %": "val\n%", "collapsed": "col-\nlapsed",
 }
 _KEY_HEADERS = ("method", "sparsity", "setting")  # repeated in every part when the table is split
 

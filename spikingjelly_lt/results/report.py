@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from spikingjelly_lt.cell import flatten
+from spikingjelly_lt.results.stats import summarize
 from spikingjelly_lt.results.store import canonical_json
 
 __all__ = [
@@ -39,6 +40,7 @@ log = logging.getLogger("spikingjelly_lt")
 DASH = "–"
 METRIC_KEYS = (
     "top1",
+    "val_top1",
     "sparsity",
     "energy_pj",
     "energy_x_ann",
@@ -177,6 +179,9 @@ def matrix_table(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     configs: dict[str, dict[str, Any]] = {}
+    rows = list(rows)
+    collapsed_hashes = {r.get("config_hash") for r in rows
+                        if r.get("status", "done") == "done" and (r.get("metrics") or {}).get("collapsed")}
     for row in flat_rows(fill_snn_savings(rows)):
         cfg = {k: v for k, v in (row.get("config") or {}).items() if k != "seed"}
         key = canonical_json(cfg)
@@ -223,12 +228,27 @@ def matrix_table(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             entry["status"] = ", ".join(
                 f"{counts[s]} {s}" for s in ("done", "failed", "running") if counts[s]
             )
+        collapsed = [r for r in done if (r.get("metrics") or {}).get("collapsed")]
+        entry["n_collapsed"] = len(collapsed)
+        entry["collapse_reason"] = (
+            "; ".join(sorted({str((r.get("metrics") or {}).get("collapse_reason")) for r in collapsed}))
+            if collapsed else None
+        )
         for m in METRIC_KEYS:
-            values = [v for r in done if (v := _num((r.get("metrics") or {}).get(m))) is not None]
+            # a collapsed cell is no data point for an energy saving (design 5); nor is a
+            # saving against a collapsed dense SNN
+            use = [r for r in done if not (m in _SAVINGS and _saving_void(r, m, collapsed_hashes))]
+            values = [v for r in use if (v := _num((r.get("metrics") or {}).get(m))) is not None]
             name = _ENTRY_NAME.get(m, m)
-            entry[name] = statistics.fmean(values) if values else None
-            entry[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else None
-            entry[f"{name}_n"] = len(values)
+            s = summarize(values)
+            entry[name] = s.mean
+            entry[f"{name}_std"] = s.std
+            entry[f"{name}_n"] = s.n
+            entry[f"{name}_ci95"] = s.ci95
+            entry[f"{name}_lo"] = s.lo
+            entry[f"{name}_hi"] = s.hi
+        entry["saving_note"] = _saving_note(done, collapsed_hashes) if entry["energy_x_snn"] is None or \
+            entry["energy_x_ann"] is None else None
         entry["ref_top1"] = _reference(
             entry["arch"], entry["dataset"], entry["method"], entry["sparsity"]
         )
@@ -246,17 +266,47 @@ def matrix_table(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return table
 
 
+_SAVINGS = ("energy_x_ann", "energy_x_snn")
+
+
+def _saving_void(row: dict[str, Any], metric: str, collapsed_hashes: set) -> bool:
+    """Whether ``row``'s saving ``metric`` is void: the cell collapsed, or (x SNN) its dense SNN did."""
+    if (row.get("metrics") or {}).get("collapsed"):
+        return True
+    snn = ((row.get("cell") or {}).get("baselines") or {}).get("snn")
+    return metric == "energy_x_snn" and snn in collapsed_hashes
+
+
+def _saving_note(done: Sequence[dict[str, Any]], collapsed_hashes: set) -> str | None:
+    """Why an entry shows no saving: 'collapsed' or 'its dense SNN collapsed' (None otherwise)."""
+    if any((r.get("metrics") or {}).get("collapsed") for r in done):
+        return "collapsed"
+    if any(((r.get("cell") or {}).get("baselines") or {}).get("snn") in collapsed_hashes for r in done):
+        return "dense SNN collapsed"
+    return None
+
+
 # -- formatting -----------------------------------------------------------------------
 
 
 def _pm(entry: dict[str, Any], key: str, fmt: str, scale: float = 1.0, suffix: str = "") -> str:
-    mean, std = entry.get(key), entry.get(f"{key}_std")
+    """'mean ± half-width of the 95 % t-interval' (the mean alone for one seed)."""
+    mean, half = entry.get(key), entry.get(f"{key}_ci95")
     if mean is None:
+        if key in _SAVINGS and entry.get("saving_note"):
+            return f"{DASH} ({entry['saving_note']})"
         return DASH
     text = format(mean * scale, fmt) + suffix
-    if std is not None:
-        text += " ± " + format(std * scale, fmt)
+    if half is not None:
+        text += " ± " + format(half * scale, fmt)
     return text
+
+
+def _collapsed(entry: dict[str, Any]) -> str:
+    n, total = entry.get("n_collapsed") or 0, entry.get("n_done") or 0
+    if not total:
+        return DASH
+    return "no" if n == 0 else ("yes" if n == total else f"{n}/{total}")
 
 
 def _target(entry: dict[str, Any]) -> str:
@@ -288,6 +338,7 @@ def matrix_columns(
     cols += [
         MatrixColumn("seeds", lambda e: str(len(e.get("seeds") or ())) if e.get("seeds") else DASH),
         MatrixColumn("top-1 %", lambda e: _pm(e, "top1", ".2f", 100)),
+        MatrixColumn("val %", lambda e: _pm(e, "val_top1", ".2f", 100)),
     ]
     if reference:
         cols.append(
@@ -304,6 +355,7 @@ def matrix_columns(
         MatrixColumn("firing rate", lambda e: _pm(e, "mean_firing_rate", ".3f")),
         MatrixColumn("weight bits", lambda e: _pm(e, "weight_bits", "g")),
         MatrixColumn("time to ticket s", lambda e: _pm(e, "time_to_ticket_s", ".1f")),
+        MatrixColumn("collapsed", _collapsed, False),
         MatrixColumn("status", lambda e: str(e.get("status") or DASH), False),
     ]
     return cols
