@@ -28,7 +28,7 @@ def test_bench_json_resume_and_determinism(tmp_path, capsys, monkeypatch):
     args = ["bench", "--methods", "ann,binw-slt,snn-imp", "--results", str(db), "--json", *TINY]
     code, out, err = run_cli(args, capsys, monkeypatch)
     assert code == 0, err
-    first = json.loads(out)  # --json: stdout is only JSON
+    first = json.loads(out)["cells"]  # --json: stdout is only JSON
     assert [c["status"] for c in first] == ["done"] * 3
     by = {c["config"]["method"]: c for c in first}
     assert by["binw-slt"]["metrics"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
@@ -39,10 +39,10 @@ def test_bench_json_resume_and_determinism(tmp_path, capsys, monkeypatch):
     assert len(by["snn-imp"]["metrics"]["history"]) == 2  # train, prune + rewind, retrain (1 round)
     # resume: nothing reruns
     code, out, _ = run_cli(args, capsys, monkeypatch)
-    assert [c["status"] for c in json.loads(out)] == ["skipped"] * 3
+    assert [c["status"] for c in json.loads(out)["cells"]] == ["skipped"] * 3
     # determinism: the same cells from scratch give identical metrics
     code, out, _ = run_cli(args + ["--rerun"], capsys, monkeypatch)
-    again = {c["config"]["method"]: c["metrics"] for c in json.loads(out)}
+    again = {c["config"]["method"]: c["metrics"] for c in json.loads(out)["cells"]}
     for method, cell in by.items():
         for key in STABLE:
             a, b = again[method][key], cell["metrics"][key]
@@ -170,7 +170,7 @@ def test_sigkill_mid_matrix_keeps_done_cells_and_reruns_the_interrupted_one(tmp_
     # rerun the same command: done cells are skipped (finished_at unchanged), the rest complete
     result = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
-    statuses = {c["config_hash"]: c["status"] for c in json.loads(result.stdout)}
+    statuses = {c["config_hash"]: c["status"] for c in json.loads(result.stdout)["cells"]}
     for h in done_before:
         assert statuses[h] == "skipped"
     assert sorted(statuses.values()).count("done") == 3 - len(done_before)

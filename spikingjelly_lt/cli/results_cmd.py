@@ -26,19 +26,25 @@ def _open(path: Path):
 @results_app.command("export")
 def export_command(
     results: Annotated[Path, typer.Argument(help="SQLite results file.")],
-    fmt: Annotated[str, typer.Option("--format", help="jsonl | csv.")] = "jsonl",
+    fmt: Annotated[str, typer.Option("--format", help="jsonl | json | csv.")] = "jsonl",
     out: Annotated[Path | None, typer.Option("-o", "--out", help="Output file (default stdout).")] = None,
+    history: Annotated[bool, typer.Option("--history", help="One record per trained epoch (loss, train / val "
+                                                            "accuracy, firing rate, lr) instead of one per row.")] = False,
 ) -> None:
-    """Write every row (config, metrics, status, env) as JSON lines or CSV."""
-    check_choice("format", fmt, ("jsonl", "csv"))
+    """Write every row (config, metrics, status, env) as JSON lines, JSON or CSV; or, with
+    --history, every row's per-epoch learning curve."""
+    from ..results.store import EXPORT_FORMATS
+
+    check_choice("format", fmt, EXPORT_FORMATS)
     store = _open(results)
     if out:
         check_output_file(out, "export file", protect=(results,))
         with atomic_text_writer(out) as fh:
-            store.export(fmt, fh)
-        err_console.print(f"exported {store.count()} row(s) of {results} to {out} ({fmt})", highlight=False)
+            store.export(fmt, fh, history=history)
+        what = "the epochs of " if history else ""
+        err_console.print(f"exported {what}{store.count()} row(s) of {results} to {out} ({fmt})", highlight=False)
     else:
-        store.export(fmt, sys.stdout)
+        store.export(fmt, sys.stdout, history=history)
 
 
 @results_app.command("merge")
