@@ -165,4 +165,21 @@ def report_command(
     check_output_dir(out, "report folder")
     path = build_report(rows, out)
     print_matrix(rows, title=str(results))
+    print_claims(rows)
     err_console.print(f"report written to {path}")
+
+
+def print_claims(rows: list[dict]) -> None:
+    """The claims table (claim, our paired difference with its 95 % CI, verdict) on stdout."""
+    from rich.table import Table
+
+    from ..results.report import claims_markdown
+    from .app import out_console
+
+    headers, cells = claims_markdown(rows)
+    table = Table(title="claims (paired over seeds; design 5 verdicts)")
+    for h in headers:
+        table.add_column(h, justify="right" if h in ("n",) else "left", overflow="fold")
+    for row in cells:
+        table.add_row(*row)
+    out_console.print(table)
