@@ -167,7 +167,9 @@ class Cell:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Cell:
         """From :meth:`to_dict`'s nested form, a partial nested dict, or a flat dict by leaf
-        name (results written before schema 2: their normalized ``None`` means default)."""
+        name (results written before schema 2: their normalized ``None`` means default). A
+        description without ``recipe.val_fraction`` was written before the validation split
+        existed, so it reads as 0 (no split), keeping old rows' hashes and pairs intact."""
         values: dict[str, Any] = {}
         for key, value in (d or {}).items():
             if key in SECTIONS and isinstance(value, dict):
@@ -179,6 +181,8 @@ class Cell:
                 if value == "" and k.choices:
                     continue
                 values[k.key] = value
+        # a stored description without the field predates the validation split: it had none
+        values.setdefault("recipe.val_fraction", 0.0)
         return cls().with_values(values)
 
 

@@ -245,3 +245,11 @@ def test_every_profile_fires_at_initialization(profile, method):
     assert rates, "no spiking layer found"
     silent = {n: round(v, 4) for n, v in rates.items() if v < MIN_FIRING}
     assert not silent, f"{profile}/{method}: layers under 1 % firing at initialization: {silent}"
+
+
+def test_a_description_from_before_the_split_reads_as_no_split():
+    assert Cell.from_dict(Cell().to_dict()).recipe.val_fraction == 0.1
+    old = Cell().to_dict()
+    del old["recipe"]["val_fraction"]
+    assert Cell.from_dict(old).recipe.val_fraction == 0.0
+    assert Cell.from_dict({"method": "ann"}).recipe.val_fraction == 0.0  # schema-1 flat config
