@@ -36,7 +36,7 @@ def test_bench_json_resume_and_determinism(tmp_path, capsys, monkeypatch):
     assert by["binw-slt"]["metrics"]["weight_bits"] == 1
     assert by["ann"]["metrics"]["energy_x_ann"] == pytest.approx(1.0)
     assert by["binw-slt"]["metrics"]["energy_x_ann"] > 1
-    assert len(by["snn-imp"]["metrics"]["history"]) == 2  # train, prune + rewind, retrain (1 round)
+    assert len(by["snn-imp"]["metrics"]["history"]) == 3  # train, prune + rewind, retrain, again (2 rounds)
     # resume: nothing reruns
     code, out, _ = run_cli(args, capsys, monkeypatch)
     assert [c["status"] for c in json.loads(out)["cells"]] == ["skipped"] * 3
@@ -98,7 +98,7 @@ def test_bench_table_and_report(tmp_path, capsys, monkeypatch):
         (["--sparsity", "-0.1"], "sparsity=-0.1 is out of range; valid: float in [0, 1)"),
         (["--sparsity", "half"], "sparsity 'half' is not a valid float"),
         (["--epochs", "-1"], "recipe.epochs=-1 is out of range; valid: int in [0, inf]"),
-        (["--profile", "huge"], "unknown profile 'huge'; valid: cpu, paper, smoke"),
+        (["--profile", "huge"], "unknown profile 'huge'; valid: cpu, cpu-vgg, paper, smoke, ticket-time"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "data dir '/nonexistent' does not exist"),
         (["--dataset", "cifar10"], "needs --data-dir"),
         (["--device", "tpu"], "unknown device 'tpu'"),

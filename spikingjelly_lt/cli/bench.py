@@ -60,9 +60,6 @@ def _options_to_cells(*, methods, sparsity, seeds, profile, config, sets, option
     method_list = prof.methods if methods is None else (
         tuple(METHODS) if methods.strip() == "all" else parse_list(methods, "method list"))
     sparsities = parse_list(sparsity, "sparsity", float) if sparsity else list(prof.sparsities)
-    for sp in sparsities:
-        if not 0.0 <= sp < 1.0:
-            raise UsageError(f"sparsity {sp:g} is out of range; valid: a fraction in [0, 1), e.g. 0.5,0.8,0.9,0.95")
     seed_plan = parse_list(seeds, "seed", int) if seeds else prof.seed_plan(method_list)
     return expand(cell, method_list, sparsities, seed_plan), prof
 

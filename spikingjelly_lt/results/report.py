@@ -437,6 +437,12 @@ def _colors(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
 
 
+def _clip_percent(ax) -> None:
+    """Keep an accuracy axis inside [0, 100] (a 2-seed t-interval can reach far past both)."""
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(max(lo, 0.0), min(hi, 100.0))
+
+
 def _marker(e: dict[str, Any]) -> str:
     return SPIKING_MARKER if e.get("spiking") else NONSPIKING_MARKER
 
@@ -484,6 +490,7 @@ def _plot_accuracy_vs_sparsity(table: Sequence[dict[str, Any]], path: Path) -> N
             ax.axhline(chance, color="gray", linestyle=":", linewidth=1, label=f"chance ({chance:g}%)")
         ax.set_xlabel("sparsity (% of weights removed; achieved where measured)")
         ax.set_ylabel("test top-1 % (bars: 95% t-interval over seeds)")
+        _clip_percent(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", ncols=2)
     fig.savefig(path)
@@ -749,6 +756,7 @@ def _plot_learning_curves(rows: Sequence[dict[str, Any]], table: Sequence[dict[s
                      fontsize="medium")
         ax.set_xlabel("epoch (all rounds of an IMP cell in sequence)")
         ax.set_ylabel("validation top-1 %")
+        _clip_percent(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="x-small", ncols=2)
     fig.savefig(path)
@@ -798,6 +806,7 @@ def _plot_accuracy_vs_energy(table: Sequence[dict[str, Any]], path: Path) -> Non
                      fontsize="medium")
         ax.set_xlabel("energy pJ / image (log)")
         ax.set_ylabel("test top-1 %")
+        _clip_percent(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="x-small", ncols=2)
     fig.savefig(path)
