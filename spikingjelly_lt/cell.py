@@ -68,13 +68,20 @@ class Recipe:
 
     epochs: int = knob(10, "epochs per training run (per pruning round)", lo=0)
     batch_size: int = knob(64, "training batch size", lo=1)
+    val_fraction: float = knob(0.1, "fraction of the training images held out as the validation split "
+                                    "(stratified, seeded, the same for every cell); every in-run choice "
+                                    "uses it, test is measured once at the end (0 = no split)", lo=0.0, hi=0.5)
     lr: float = knob(0.1, "SGD learning rate of trained weights (momentum 0.9, cosine)", lo=0.0, conditional=True)
     weight_decay: float = knob(5e-4, "SGD weight decay of trained weights", lo=0.0, conditional=True)
     score_lr: float = knob(0.1, "Adam learning rate of supermask scores (cosine, no weight decay)", lo=0.0,
                            conditional=True)
     ramp_epochs: int = knob(0, "supermask global scope: ramp the kept fraction from 0.5 to the target over "
                                "the first E epochs (biprop's cubic schedule; 0 = off)", lo=0, conditional=True)
-    imp_rounds: int = knob(2, "IMP pruning rounds K (K+1 training runs)", lo=1, conditional=True)
+    imp_rounds: int = knob(2, "IMP pruning rounds K (K+1 training runs); ignored when imp_rate > 0", lo=1,
+                           conditional=True)
+    imp_rate: float = knob(0.0, "IMP: prune this fraction of the remaining weights per round, as many rounds "
+                                "as reach the target, the last one exactly (Kim et al.: 0.25); 0 = imp_rounds "
+                                "equal rounds", lo=0.0, hi=1.0, hi_open=True, conditional=True)
     rewind_epoch: int = knob(1, "IMP: rewind surviving weights to their values after this epoch", lo=0,
                              conditional=True)
     rewind_lr: bool = knob(False, "IMP: also resume the lr schedule at the rewind step (Frankle-style) "
@@ -160,7 +167,9 @@ class Cell:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Cell:
         """From :meth:`to_dict`'s nested form, a partial nested dict, or a flat dict by leaf
-        name (results written before schema 2: their normalized ``None`` means default)."""
+        name (results written before schema 2: their normalized ``None`` means default). A
+        description without ``recipe.val_fraction`` was written before the validation split
+        existed, so it reads as 0 (no split), keeping old rows' hashes and pairs intact."""
         values: dict[str, Any] = {}
         for key, value in (d or {}).items():
             if key in SECTIONS and isinstance(value, dict):
@@ -172,6 +181,8 @@ class Cell:
                 if value == "" and k.choices:
                     continue
                 values[k.key] = value
+        # a stored description without the field predates the validation split: it had none
+        values.setdefault("recipe.val_fraction", 0.0)
         return cls().with_values(values)
 
 

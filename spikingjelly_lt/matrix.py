@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from .cell import Cell
 from .errors import UsageError
@@ -16,6 +17,9 @@ log = logging.getLogger("spikingjelly_lt")
 def expand(base: Cell, methods, sparsities, seeds) -> list[Resolved]:
     """Every (method, sparsity, seed) cell, resolved and deduplicated.
 
+    ``seeds``: one list for every method, or ``{method: seeds}`` (a profile's seed plan;
+    a method missing from it runs no cell). Cells run seed by seed.
+
     Cells run in the order given, except that the dense ``snn`` of a seed runs before
     the other cells of that seed (their ``x SNN`` saving needs its energy); a log line
     says so when that moves a cell.
@@ -23,9 +27,13 @@ def expand(base: Cell, methods, sparsities, seeds) -> list[Resolved]:
     order = sorted(methods, key=lambda m: 0 if m == BASELINES[0] else 1)
     if list(order) != list(methods):
         log.info("running %s first: the other cells' x SNN saving needs its energy", BASELINES[0])
+    plan = {m: list(seeds.get(m, ())) for m in methods} if isinstance(seeds, Mapping) else \
+        {m: list(seeds) for m in methods}
     cells: dict[str, Resolved] = {}
-    for seed in seeds:
+    for seed in sorted({s for v in plan.values() for s in v}):
         for method in order:
+            if seed not in plan[method]:
+                continue
             for sparsity in sparsities:
                 r = resolve(base.replace(method=method, sparsity=float(sparsity), seed=int(seed)))
                 cells.setdefault(r.hash, r)

@@ -28,7 +28,7 @@ def test_bench_json_resume_and_determinism(tmp_path, capsys, monkeypatch):
     args = ["bench", "--methods", "ann,binw-slt,snn-imp", "--results", str(db), "--json", *TINY]
     code, out, err = run_cli(args, capsys, monkeypatch)
     assert code == 0, err
-    first = json.loads(out)  # --json: stdout is only JSON
+    first = json.loads(out)["cells"]  # --json: stdout is only JSON
     assert [c["status"] for c in first] == ["done"] * 3
     by = {c["config"]["method"]: c for c in first}
     assert by["binw-slt"]["metrics"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
@@ -36,13 +36,13 @@ def test_bench_json_resume_and_determinism(tmp_path, capsys, monkeypatch):
     assert by["binw-slt"]["metrics"]["weight_bits"] == 1
     assert by["ann"]["metrics"]["energy_x_ann"] == pytest.approx(1.0)
     assert by["binw-slt"]["metrics"]["energy_x_ann"] > 1
-    assert len(by["snn-imp"]["metrics"]["history"]) == 2  # train, prune + rewind, retrain (1 round)
+    assert len(by["snn-imp"]["metrics"]["history"]) == 3  # train, prune + rewind, retrain, again (2 rounds)
     # resume: nothing reruns
     code, out, _ = run_cli(args, capsys, monkeypatch)
-    assert [c["status"] for c in json.loads(out)] == ["skipped"] * 3
+    assert [c["status"] for c in json.loads(out)["cells"]] == ["skipped"] * 3
     # determinism: the same cells from scratch give identical metrics
     code, out, _ = run_cli(args + ["--rerun"], capsys, monkeypatch)
-    again = {c["config"]["method"]: c["metrics"] for c in json.loads(out)}
+    again = {c["config"]["method"]: c["metrics"] for c in json.loads(out)["cells"]}
     for method, cell in by.items():
         for key in STABLE:
             a, b = again[method][key], cell["metrics"][key]
@@ -98,7 +98,7 @@ def test_bench_table_and_report(tmp_path, capsys, monkeypatch):
         (["--sparsity", "-0.1"], "sparsity=-0.1 is out of range; valid: float in [0, 1)"),
         (["--sparsity", "half"], "sparsity 'half' is not a valid float"),
         (["--epochs", "-1"], "recipe.epochs=-1 is out of range; valid: int in [0, inf]"),
-        (["--profile", "huge"], "unknown profile 'huge'; valid: cpu, paper, smoke"),
+        (["--profile", "huge"], "unknown profile 'huge'; valid: cpu, cpu-vgg, paper, smoke, ticket-time"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "data dir '/nonexistent' does not exist"),
         (["--dataset", "cifar10"], "needs --data-dir"),
         (["--device", "tpu"], "unknown device 'tpu'"),
@@ -170,7 +170,7 @@ def test_sigkill_mid_matrix_keeps_done_cells_and_reruns_the_interrupted_one(tmp_
     # rerun the same command: done cells are skipped (finished_at unchanged), the rest complete
     result = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
-    statuses = {c["config_hash"]: c["status"] for c in json.loads(result.stdout)}
+    statuses = {c["config_hash"]: c["status"] for c in json.loads(result.stdout)["cells"]}
     for h in done_before:
         assert statuses[h] == "skipped"
     assert sorted(statuses.values()).count("done") == 3 - len(done_before)

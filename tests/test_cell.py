@@ -105,7 +105,7 @@ def test_train_set_records_the_value_in_the_stored_cell(tmp_path, capsys, monkey
                               "--set", "model.width=0.0625", "--set", "data.limit_train=128", "--set", "model.timesteps=2",
                               "--results", str(db), "--json"], capsys, monkeypatch)
     assert code == 0, err
-    row = json.loads(out)[0]
+    row = json.loads(out)["cells"][0]
     assert row["cell"]["cell"]["model"]["v_threshold"] == 0.75 and row["status"] == "done"
     stored = ResultStore(db, create=False).rows()[0]
     assert stored["cell"]["cell"]["model"]["v_threshold"] == 0.75

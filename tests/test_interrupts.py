@@ -72,7 +72,7 @@ def test_signal_marks_the_row_interrupted_says_so_and_a_rerun_resumes(tmp_path, 
     done = subprocess.run([sys.executable, "-m", "spikingjelly_lt", "bench", *args, "--json"], capture_output=True,
                           text=True, env=_env(), timeout=300)
     assert done.returncode == 0, done.stderr
-    assert [o["status"] for o in json.loads(done.stdout)] == ["done"]
+    assert [o["status"] for o in json.loads(done.stdout)["cells"]] == ["done"]
 
 
 def test_two_bench_processes_on_one_results_file_lose_no_row(tmp_path):

@@ -192,6 +192,6 @@ def test_wheel_installs_through_the_offline_route_and_runs_outside_the_tree(tmp_
     out = _run([sjlt, "train", "--method", "ann", "--epochs", "1", "--set", "model.width=0.0625",
                 "--set", "data.limit_train=256", "--set", "data.limit_test=128", "--device", "cpu",
                 "--results", "R.db", "--json"], work, env, timeout=600).stdout
-    (outcome,) = json.loads(out)
+    (outcome,) = json.loads(out)["cells"]
     assert outcome["status"] == "done" and 0.0 <= outcome["metrics"]["top1"] <= 1.0, outcome
     assert (work / "R.db").is_file() and not list(ROOT.glob("R.db"))

@@ -87,7 +87,7 @@ print(json.dumps({"module": sjlt_random_prune.__file__, "core": spikingjelly_lt.
                 "--set", "model.width=0.0625", "--set", "model.timesteps=2", "--set", "data.limit_train=256",
                 "--set", "data.limit_test=128", "--threads", "1", "--device", "cpu", "--results", db, "--json"],
                cwd=work, timeout=600).stdout
-    outcomes = json.loads(out)
+    outcomes = json.loads(out)["cells"]
     assert [o["status"] for o in outcomes] == ["done", "done"], [o.get("reason") for o in outcomes]
     from spikingjelly_lt.results.store import ResultStore
 

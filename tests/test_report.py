@@ -113,7 +113,9 @@ def test_matrix_table_aggregates_seeds(rows):
     headers, cells = format_matrix(table)
     assert "setting" not in headers  # every cell has the same T / epochs / width
     by_method = {c[headers.index("method")]: dict(zip(headers, c)) for c in cells}
-    assert by_method["ann"]["top-1 %"] == "91.00 ± 1.41"
+    # ± is the 95 % t half-width: t_{0.975,1} = 12.706, std 1.414 / sqrt(2) -> 12.71 points
+    assert by_method["ann"]["top-1 %"] == "91.00 ± 12.71"
+    assert ann["top1_ci95"] == pytest.approx(12.7062047 * 0.0141421356 / 2 ** 0.5)
     assert by_method["binw-slt"]["saving × ANN"] == "8.92×"
     assert by_method["slt"]["energy pJ/img"] == DASH
     assert by_method["snn-imp"]["top-1 %"] == DASH
@@ -137,7 +139,7 @@ def test_build_report_writes_pngs_and_markdown(rows, tmp_path):
     for name in PLOT_FILES.values():
         assert f"]({name})" in md
     for text in (
-        "91.00 ± 1.41",
+        "91.00 ± 12.71",
         "88.12",
         "87.65",
         "50.0",

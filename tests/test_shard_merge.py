@@ -111,7 +111,7 @@ def test_cli_shards_merge_and_report(tmp_path, capsys, monkeypatch, restore_thre
                                  capsys, monkeypatch)
         assert code == 0, err
         assert f"{len(expected[i])} cells" in err
-        ran = json.loads(out)
+        ran = json.loads(out)["cells"]
         assert {c["config_hash"] for c in ran} == expected[i]  # only its own cells
         assert all(c["status"] == "done" for c in ran)
         assert {r["config_hash"] for r in ResultStore(db, create=False).rows()} == expected[i]
@@ -137,7 +137,7 @@ def test_cli_shards_merge_and_report(tmp_path, capsys, monkeypatch, restore_thre
     busy = next(i for i in expected if expected[i])
     code, out, err = run_cli(["bench", "--methods", methods, "--shard", f"{busy}/{n}", "--results", str(dbs[busy - 1]),
                               "--json", *TINY], capsys, monkeypatch)
-    assert code == 0 and {c["status"] for c in json.loads(out)} == {"skipped"}
+    assert code == 0 and {c["status"] for c in json.loads(out)["cells"]} == {"skipped"}
 
     report = tmp_path / "report"
     code, out, err = run_cli(["report", str(merged), "--out", str(report)], capsys, monkeypatch)

@@ -60,8 +60,8 @@ def _options_to_cells(*, methods, sparsity, seeds, profile, config, sets, option
     method_list = prof.methods if methods is None else (
         tuple(METHODS) if methods.strip() == "all" else parse_list(methods, "method list"))
     sparsities = parse_list(sparsity, "sparsity", float) if sparsity else list(prof.sparsities)
-    seed_list = parse_list(seeds, "seed", int) if seeds else list(prof.seeds)
-    return expand(cell, method_list, sparsities, seed_list), prof
+    seed_plan = parse_list(seeds, "seed", int) if seeds else prof.seed_plan(method_list)
+    return expand(cell, method_list, sparsities, seed_plan), prof
 
 
 @app.command("bench")
@@ -70,13 +70,17 @@ def bench_command(
     dataset: Annotated[str | None, typer.Option(help="Data set (default: the profile's).")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Folder with cifar-10-batches-py / cifar-100-python.")] = None,
     methods: Annotated[str | None, typer.Option(help="Comma-separated methods, or 'all' (default: the profile's 7).")] = None,
-    sparsity: Annotated[str | None, typer.Option(help="Comma-separated target sparsities (fraction removed).")] = None,
+    sparsity: Annotated[str | None, typer.Option(help="Comma-separated target sparsities (fraction removed), e.g. "
+                                                      "0.5,0.8,0.9,0.95; with --seeds a grid.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per training run (per IMP round).")] = None,
     timesteps: Annotated[int | None, typer.Option(help="Time steps T of spiking methods.")] = None,
     width: Annotated[float | None, typer.Option(help="Channel width multiplier.")] = None,
-    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds for every method, e.g. 0,1,2 "
+                                                   "(default: the profile's, per method).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
-    profile: Annotated[str, typer.Option(help="smoke (digits, minutes) | cpu (CIFAR-10 subset, ~2 h) | paper (GPU).")] = "smoke",
+    profile: Annotated[str, typer.Option(help="smoke (digits, minutes) | ticket-time (digits sparsity sweep) | cpu "
+                                              "(ResNet-19, CIFAR-10 subset, ~2.5 h) | cpu-vgg (VGG-16, ~4 h) | paper "
+                                              "(GPU); `sjlt profiles`.")] = "smoke",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
     results: Annotated[Path, typer.Option(help="SQLite results file (resumed if it exists).")] = Path(DEFAULT_RESULTS),
     limit_train: Annotated[int | None, typer.Option(help="Use only the first N training images.")] = None,
@@ -138,9 +142,16 @@ def bench_command(
 
         err_console.print(f"report: {build_report(rows, report)}")
     if as_json:
-        typer.echo(dump_json([{"config_hash": o.hash, "status": o.status, "config": o.cell.cell.to_dict(),
-                               "cell": o.cell.describe(),
-                               "metrics": o.metrics, "reason": o.reason} for o in outcomes]))
+        from ..results.report import matrix_table
+        from ..results.stats import claims_table, paired_table
+
+        typer.echo(dump_json({
+            "cells": [{"config_hash": o.hash, "status": o.status, "config": o.cell.cell.to_dict(),
+                       "cell": o.cell.describe(), "metrics": o.metrics, "reason": o.reason} for o in outcomes],
+            "summary": [{k: v for k, v in e.items() if k != "config"} for e in matrix_table(rows)],
+            "paired": paired_table(rows),
+            "claims": [c for c in claims_table(rows) if c["verdict"] != "not run"],
+        }))
     else:
         first = cells[0].cell if cells else None
         print_matrix(rows, title=f"{first.model.arch if first else '?'} on {first.data.dataset if first else '?'} ({prof.name})")

@@ -134,7 +134,7 @@ SHORT_HEADERS = {
     "sparsity": "target\nsparsity", "seeds": "seeds", "top-1 %": "top-1\n%", "paper top-1 %": "paper\ntop-1 %",
     "achieved sparsity %": "achieved\nsparsity %", "energy pJ/img": "energy\npJ/img", "saving × ANN": "saving\n× ANN",
     "saving × SNN": "saving\n× SNN", "firing rate": "firing\nrate", "weight bits": "weight\nbits",
-    "time to ticket s": "ticket\ns", "status": "status",
+    "time to ticket s": "ticket\ns", "status": "status", "val %": "val\n%", "collapsed": "col-\nlapsed",
 }
 _KEY_HEADERS = ("method", "sparsity", "setting")  # repeated in every part when the table is split
 
@@ -281,7 +281,7 @@ class TensorBoardLog:
             return
         elif event == "epoch":
             step = info["round"] * self.epochs + info["epoch"]
-            for key in ("loss", "train_acc", "lr", "images_per_s"):
+            for key in ("loss", "train_acc", "val_acc", "firing_rate", "lr", "images_per_s"):
                 value = info.get(key)
                 if isinstance(value, (list, tuple)):  # lr: one per optimizer / parameter group
                     for j, v in enumerate(value):
@@ -327,6 +327,14 @@ def matrix_progress(total_cells: int, log_dir: Path | None = None, tensorboard: 
                 tb.close()
 
 
+def _val_text(info: dict) -> str:
+    """' val 0.512 fr 0.081' from an epoch event (validation accuracy, mean firing rate), or ''."""
+    text = f" val {info['val_acc']:.3f}" if isinstance(info.get("val_acc"), (int, float)) else ""
+    if isinstance(info.get("firing_rate"), (int, float)):
+        text += f" fr {info['firing_rate']:.3f}"
+    return text
+
+
 @contextmanager
 def _progress(total_cells: int, eta: Eta):
     from rich.progress import TimeRemainingColumn
@@ -365,7 +373,7 @@ def _progress(total_cells: int, eta: Eta):
             progress.update(
                 current["task"],
                 info=f"round {info['round']} epoch {info['epoch']} loss {info['loss']:.3f} "
-                f"acc {info['train_acc']:.3f} {info['images_per_s']:.0f} img/s",
+                f"acc {info['train_acc']:.3f}{_val_text(info)} {info['images_per_s']:.0f} img/s",
             )
             progress.update(cells, info=f"matrix eta {_fmt_s(matrix_left)}")
         elif event == "done":
@@ -386,7 +394,7 @@ def _progress(total_cells: int, eta: Eta):
             elif event == "epoch":
                 cell_left, matrix_left = eta.cell(info["round"] * epochs_of["n"] + info["epoch"])
                 err_console.print(f"{tag}   round {info['round']} epoch {info['epoch']} loss {info['loss']:.3f} "
-                                  f"acc {info['train_acc']:.3f} {info['images_per_s']:.0f} img/s; "
+                                  f"acc {info['train_acc']:.3f}{_val_text(info)} {info['images_per_s']:.0f} img/s; "
                                   f"eta cell {_fmt_s(cell_left)}, matrix {_fmt_s(matrix_left)}", highlight=False, soft_wrap=True)
             elif event == "done":
                 err_console.print(f"{tag}   done: top-1 {info['top1']:.4f}", highlight=False, soft_wrap=True)

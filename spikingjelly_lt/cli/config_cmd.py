@@ -91,6 +91,7 @@ def profiles_command(as_json: Annotated[bool, typer.Option("--json", help="Print
     for col in ("profile", "data", "methods x sparsities x seeds", "sets", "why"):
         table.add_column(col, overflow="fold")
     for p in rows:
-        table.add_row(p["name"], p["dataset"], f"{len(p['methods'])} x {p['sparsities']} x {p['seeds']}",
+        seeds = str(p["seeds"]) + "".join(f", {m}: {v}" for m, v in p["method_seeds"].items())
+        table.add_row(p["name"], p["dataset"], f"{len(p['methods'])} x {p['sparsities']} x seeds {seeds}",
                       ", ".join(f"{k}={v}" for k, v in p["sets"].items()), p["description"])
     out_console.print(table)

@@ -26,19 +26,25 @@ def _open(path: Path):
 @results_app.command("export")
 def export_command(
     results: Annotated[Path, typer.Argument(help="SQLite results file.")],
-    fmt: Annotated[str, typer.Option("--format", help="jsonl | csv.")] = "jsonl",
+    fmt: Annotated[str, typer.Option("--format", help="jsonl | json | csv.")] = "jsonl",
     out: Annotated[Path | None, typer.Option("-o", "--out", help="Output file (default stdout).")] = None,
+    history: Annotated[bool, typer.Option("--history", help="One record per trained epoch (loss, train / val "
+                                                            "accuracy, firing rate, lr) instead of one per row.")] = False,
 ) -> None:
-    """Write every row (config, metrics, status, env) as JSON lines or CSV."""
-    check_choice("format", fmt, ("jsonl", "csv"))
+    """Write every row (config, metrics, status, env) as JSON lines, JSON or CSV; or, with
+    --history, every row's per-epoch learning curve."""
+    from ..results.store import EXPORT_FORMATS
+
+    check_choice("format", fmt, EXPORT_FORMATS)
     store = _open(results)
     if out:
         check_output_file(out, "export file", protect=(results,))
         with atomic_text_writer(out) as fh:
-            store.export(fmt, fh)
-        err_console.print(f"exported {store.count()} row(s) of {results} to {out} ({fmt})", highlight=False)
+            store.export(fmt, fh, history=history)
+        what = "the epochs of " if history else ""
+        err_console.print(f"exported {what}{store.count()} row(s) of {results} to {out} ({fmt})", highlight=False)
     else:
-        store.export(fmt, sys.stdout)
+        store.export(fmt, sys.stdout, history=history)
 
 
 @results_app.command("merge")
@@ -159,4 +165,21 @@ def report_command(
     check_output_dir(out, "report folder")
     path = build_report(rows, out)
     print_matrix(rows, title=str(results))
+    print_claims(rows)
     err_console.print(f"report written to {path}")
+
+
+def print_claims(rows: list[dict]) -> None:
+    """The claims table (claim, our paired difference with its 95 % CI, verdict) on stdout."""
+    from rich.table import Table
+
+    from ..results.report import claims_markdown
+    from .app import out_console
+
+    headers, cells = claims_markdown(rows)
+    table = Table(title="claims (paired over seeds; design 5 verdicts)")
+    for h in headers:
+        table.add_column(h, justify="right" if h in ("n",) else "left", overflow="fold")
+    for row in cells:
+        table.add_row(*row)
+    out_console.print(table)

@@ -10,7 +10,9 @@ import torch
 from .. import logger
 from ..errors import UsageError
 
-__all__ = ["DataBundle", "load_dataset"]
+__all__ = ["DataBundle", "load_dataset", "stratified_split", "SPLIT_SEED"]
+
+SPLIT_SEED = 0  # the validation split is the same for every cell (and every seed) of a data set
 
 
 @dataclass(frozen=True)
@@ -34,14 +36,35 @@ class DataBundle:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     augment: bool
+    val_x: torch.Tensor | None = None  # the validation split carved from the training images
+    val_y: torch.Tensor | None = None
 
     def split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x, y)`` of ``"train"`` or ``"test"``."""
+        """``(x, y)`` of ``"train"``, ``"val"`` or ``"test"``."""
         if split == "train":
             return self.train_x, self.train_y
         if split == "test":
             return self.test_x, self.test_y
-        raise UsageError(f"unknown split {split!r}; valid: test, train")
+        if split == "val":
+            if self.val_y is None:
+                raise UsageError(f"data set {self.name!r} has no validation split (recipe.val_fraction=0)")
+            return self.val_x, self.val_y
+        raise UsageError(f"unknown split {split!r}; valid: test, train, val")
+
+    def with_validation(self, fraction: float, seed: int = SPLIT_SEED) -> DataBundle:
+        """The same data with ``fraction`` of the training images moved into a validation split,
+        stratified by class (see :func:`stratified_split`); 0 leaves the bundle as it is."""
+        if fraction <= 0:
+            return self
+        train_idx, val_idx = stratified_split(self.train_y, fraction, seed)
+        if len(val_idx) == 0:
+            raise UsageError(f"validation fraction {fraction:g} of {len(self.train_y)} training images "
+                             f"holds no image; raise recipe.val_fraction or the number of images")
+        bundle = dataclasses.replace(self, train_x=self.train_x[train_idx], train_y=self.train_y[train_idx],
+                                     val_x=self.train_x[val_idx], val_y=self.train_y[val_idx])
+        logger.debug("%s: %d train + %d validation images (fraction %g, seed %d)", self.name,
+                     len(train_idx), len(val_idx), fraction, seed)
+        return bundle
 
     def limited(self, train: int | None = None, test: int | None = None) -> DataBundle:
         """The same data set keeping only the first ``train``/``test`` images (None: all)."""
@@ -66,15 +89,39 @@ class DataBundle:
         return bundle
 
 
+def stratified_split(labels: torch.Tensor, fraction: float, seed: int = SPLIT_SEED
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(train indices, validation indices)``, both sorted: of each class's ``n_c`` images,
+    ``round(fraction * n_c)`` drawn without replacement by a generator seeded with ``seed``.
+
+    Disjoint, together every index once, the same for the same labels and seed.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise UsageError(f"validation fraction {fraction!r} must be in [0, 1)")
+    labels = torch.as_tensor(labels).cpu()
+    gen = torch.Generator().manual_seed(int(seed))
+    val = []
+    for c in torch.unique(labels).tolist():  # ascending: a fixed order of draws
+        idx = torch.nonzero(labels == c).flatten()
+        take = int(round(fraction * len(idx)))
+        val.append(idx[torch.randperm(len(idx), generator=gen)[:take]])
+    val_idx = torch.sort(torch.cat(val)).values if val else torch.zeros(0, dtype=torch.long)
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[val_idx] = False
+    return torch.nonzero(keep).flatten(), val_idx
+
+
 def load_dataset(
     name: str,
     data_dir: str | None = None,
     *,
     limit_train: int | None = None,
     limit_test: int | None = None,
+    val_fraction: float = 0.0,
 ) -> DataBundle:
-    """Load the registered data set ``name`` (see ``register_datasets``), optionally limited."""
+    """Load the registered data set ``name`` (see ``register_datasets``), optionally limited
+    (first N images), then with ``val_fraction`` of the (limited) training images held out."""
     from ..plugins import lookup
 
     loader = lookup("datasets", name)
-    return loader(data_dir).limited(limit_train, limit_test)
+    return loader(data_dir).limited(limit_train, limit_test).with_validation(val_fraction)

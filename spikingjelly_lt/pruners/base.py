@@ -73,6 +73,7 @@ class TrainContext:
     history: list[dict] = field(default_factory=list)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     train_batches: Any = None  # callable(n_images) -> iterator of (x, y) training batches, fixed order
+    val_batches: Any = None  # the same over the validation split (None without one): for in-run choices
 
     @property
     def recipe(self):

@@ -128,7 +128,8 @@ class EarlyTimePruner(IMPPruner):
             self.state.update(t_prime=T, reason=f"T={T} leaves no candidate in 2..T-1; searching at full T")
         else:
             candidates = list(range(2, T))
-            kl = timestep_kl(model, ctx.train_batches(self.images), candidates, T)
+            batches = ctx.val_batches or ctx.train_batches  # a choice: validation images where there is a split
+            kl = timestep_kl(model, batches(self.images), candidates, T)
             t_prime = choose_timesteps(kl, self.lam, full=T)
             norm = normalized_kl(kl)
             if t_prime < T:

@@ -10,6 +10,7 @@ resumes the lr schedule at the rewind step (Frankle-style) instead of restarting
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch import nn
@@ -20,7 +21,7 @@ from . import magnitude
 from .base import Pruner, RoundEnd, TrainContext
 from .common import check_sparsity
 
-__all__ = ["IMPPruner", "round_rate"]
+__all__ = ["IMPPruner", "round_rate", "rounds_at_rate"]
 
 
 def round_rate(sparsity: float, rounds: int) -> float:
@@ -31,23 +32,41 @@ def round_rate(sparsity: float, rounds: int) -> float:
     return 1.0 - (1.0 - sparsity) ** (1.0 / int(rounds))
 
 
+def rounds_at_rate(sparsity: float, rate: float) -> int:
+    """Pruning rounds K at ``rate`` of the remaining weights per round to reach ``sparsity``:
+    the smallest K with ``1 - (1 - rate)^K >= sparsity`` (0.25 per round: K = 3, 6, 9, 11 for
+    0.5, 0.8, 0.9, 0.95)."""
+    check_sparsity(sparsity)
+    if not 0.0 < rate < 1.0:
+        raise UsageError(f"IMP rate {rate!r} must be in (0, 1)")
+    if sparsity <= 0.0:
+        return 1
+    k = math.log(1.0 - sparsity) / math.log(1.0 - rate)
+    return max(1, math.ceil(k - 1e-9))
+
+
 class IMPPruner(Pruner):
     """IMP: K prune-rewind rounds over global magnitude masks (parametrizations)."""
 
-    uses = ("sparsity", "recipe.lr", "recipe.weight_decay", "recipe.imp_rounds", "recipe.rewind_epoch",
-            "recipe.rewind_lr")
+    uses = ("sparsity", "recipe.lr", "recipe.weight_decay", "recipe.imp_rounds", "recipe.imp_rate",
+            "recipe.rewind_epoch", "recipe.rewind_lr")
     weight_kinds = ("fp32",)
 
     def apply(self, model: nn.Module, cell) -> nn.Module:
         self.sparsity = cell.sparsity
-        self.k = cell.recipe.imp_rounds
-        self.rate = round_rate(cell.sparsity, self.k)
+        self.fixed_rate = cell.recipe.imp_rate > 0
+        if self.fixed_rate:  # Kim et al.: a fixed fraction per round, the last round lands on the target
+            self.k = rounds_at_rate(cell.sparsity, cell.recipe.imp_rate)
+            self.rate = cell.recipe.imp_rate
+        else:
+            self.k = cell.recipe.imp_rounds
+            self.rate = round_rate(cell.sparsity, self.k)
         self.rewind_epoch = min(cell.recipe.rewind_epoch, cell.recipe.epochs)
         self.rewind_lr = cell.recipe.rewind_lr
         return magnitude.add_masks(model)
 
     def rounds(self, recipe) -> int:
-        return recipe.imp_rounds + 1
+        return getattr(self, "k", recipe.imp_rounds) + 1
 
     def _maybe_snapshot(self, model: nn.Module, ctx: TrainContext) -> None:
         if ctx.round == 0 and "rewind" not in self.state and ctx.epoch == self.rewind_epoch:
@@ -61,7 +80,10 @@ class IMPPruner(Pruner):
         return False
 
     def on_round_end(self, model: nn.Module, ctx: TrainContext) -> RoundEnd:
-        magnitude.prune_remaining(model, self.rate)
+        if self.fixed_rate and ctx.round >= self.k - 1:
+            magnitude.prune_to(model, self.sparsity)  # the last pruning round reaches the target exactly
+        else:
+            magnitude.prune_remaining(model, self.rate)
         magnitude.rewind(model, self.state["rewind"])
         return RoundEnd(start_epoch=self.rewind_epoch if self.rewind_lr else 0)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from spikingjelly_lt.cell import flatten
+from spikingjelly_lt.results.stats import summarize
 from spikingjelly_lt.results.store import canonical_json
 
 __all__ = [
@@ -39,6 +40,7 @@ log = logging.getLogger("spikingjelly_lt")
 DASH = "–"
 METRIC_KEYS = (
     "top1",
+    "val_top1",
     "sparsity",
     "energy_pj",
     "energy_x_ann",
@@ -72,7 +74,14 @@ PLOT_FILES = {
     "energy": "energy.png",
     "energy_layers": "energy_layers.png",
     "accuracy_vs_time_to_ticket": "accuracy_vs_time_to_ticket.png",
+    "learning_curves": "learning_curves.png",
+    "accuracy_vs_energy": "accuracy_vs_energy.png",
+    "time_to_ticket_vs_sparsity": "time_to_ticket_vs_sparsity.png",
 }
+# Distinct colours (tab10, then five far from all of them): tab20's pairs are near-identical.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf", "#000000", "#00ff7f", "#000080", "#ffd700", "#800000")
+SPIKING_MARKER, NONSPIKING_MARKER = "o", "s"  # circles spike; squares do not
 
 # Published top-1 % (design.md section 4): (arch, dataset, method, target sparsity).
 # Companion paper 2311.12060 Table 1 (ResNet-19, T=4, ConnS at 50 % sparsity) and
@@ -177,6 +186,9 @@ def matrix_table(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     configs: dict[str, dict[str, Any]] = {}
+    rows = list(rows)
+    collapsed_hashes = {r.get("config_hash") for r in rows
+                        if r.get("status", "done") == "done" and (r.get("metrics") or {}).get("collapsed")}
     for row in flat_rows(fill_snn_savings(rows)):
         cfg = {k: v for k, v in (row.get("config") or {}).items() if k != "seed"}
         key = canonical_json(cfg)
@@ -223,12 +235,30 @@ def matrix_table(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             entry["status"] = ", ".join(
                 f"{counts[s]} {s}" for s in ("done", "failed", "running") if counts[s]
             )
+        collapsed = [r for r in done if (r.get("metrics") or {}).get("collapsed")]
+        entry["n_collapsed"] = len(collapsed)
+        entry["collapse_reason"] = (
+            "; ".join(sorted({str((r.get("metrics") or {}).get("collapse_reason")) for r in collapsed}))
+            if collapsed else None
+        )
         for m in METRIC_KEYS:
-            values = [v for r in done if (v := _num((r.get("metrics") or {}).get(m))) is not None]
+            # a collapsed cell is no data point for an energy saving (design 5); nor is a
+            # saving against a collapsed dense SNN
+            use = [r for r in done if not (m in _SAVINGS and _saving_void(r, m, collapsed_hashes))]
+            values = [v for r in use if (v := _num((r.get("metrics") or {}).get(m))) is not None]
             name = _ENTRY_NAME.get(m, m)
-            entry[name] = statistics.fmean(values) if values else None
-            entry[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else None
-            entry[f"{name}_n"] = len(values)
+            s = summarize(values)
+            entry[name] = s.mean
+            entry[f"{name}_std"] = s.std
+            entry[f"{name}_n"] = s.n
+            entry[f"{name}_ci95"] = s.ci95
+            entry[f"{name}_lo"] = s.lo
+            entry[f"{name}_hi"] = s.hi
+        entry["saving_note"] = _saving_note(done, collapsed_hashes) if entry["energy_x_snn"] is None or \
+            entry["energy_x_ann"] is None else None
+        entry["spiking"] = any((r.get("metrics") or {}).get("spiking") for r in done)
+        classes = {(r.get("metrics") or {}).get("num_classes") for r in done} - {None}
+        entry["num_classes"] = classes.pop() if len(classes) == 1 else None
         entry["ref_top1"] = _reference(
             entry["arch"], entry["dataset"], entry["method"], entry["sparsity"]
         )
@@ -246,17 +276,47 @@ def matrix_table(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return table
 
 
+_SAVINGS = ("energy_x_ann", "energy_x_snn")
+
+
+def _saving_void(row: dict[str, Any], metric: str, collapsed_hashes: set) -> bool:
+    """Whether ``row``'s saving ``metric`` is void: the cell collapsed, or (x SNN) its dense SNN did."""
+    if (row.get("metrics") or {}).get("collapsed"):
+        return True
+    snn = ((row.get("cell") or {}).get("baselines") or {}).get("snn")
+    return metric == "energy_x_snn" and snn in collapsed_hashes
+
+
+def _saving_note(done: Sequence[dict[str, Any]], collapsed_hashes: set) -> str | None:
+    """Why an entry shows no saving: 'collapsed' or 'its dense SNN collapsed' (None otherwise)."""
+    if any((r.get("metrics") or {}).get("collapsed") for r in done):
+        return "collapsed"
+    if any(((r.get("cell") or {}).get("baselines") or {}).get("snn") in collapsed_hashes for r in done):
+        return "dense SNN collapsed"
+    return None
+
+
 # -- formatting -----------------------------------------------------------------------
 
 
 def _pm(entry: dict[str, Any], key: str, fmt: str, scale: float = 1.0, suffix: str = "") -> str:
-    mean, std = entry.get(key), entry.get(f"{key}_std")
+    """'mean ± half-width of the 95 % t-interval' (the mean alone for one seed)."""
+    mean, half = entry.get(key), entry.get(f"{key}_ci95")
     if mean is None:
+        if key in _SAVINGS and entry.get("saving_note"):
+            return f"{DASH} ({entry['saving_note']})"
         return DASH
     text = format(mean * scale, fmt) + suffix
-    if std is not None:
-        text += " ± " + format(std * scale, fmt)
+    if half is not None:
+        text += " ± " + format(half * scale, fmt)
     return text
+
+
+def _collapsed(entry: dict[str, Any]) -> str:
+    n, total = entry.get("n_collapsed") or 0, entry.get("n_done") or 0
+    if not total:
+        return DASH
+    return "no" if n == 0 else ("yes" if n == total else f"{n}/{total}")
 
 
 def _target(entry: dict[str, Any]) -> str:
@@ -288,6 +348,7 @@ def matrix_columns(
     cols += [
         MatrixColumn("seeds", lambda e: str(len(e.get("seeds") or ())) if e.get("seeds") else DASH),
         MatrixColumn("top-1 %", lambda e: _pm(e, "top1", ".2f", 100)),
+        MatrixColumn("val %", lambda e: _pm(e, "val_top1", ".2f", 100)),
     ]
     if reference:
         cols.append(
@@ -304,6 +365,7 @@ def matrix_columns(
         MatrixColumn("firing rate", lambda e: _pm(e, "mean_firing_rate", ".3f")),
         MatrixColumn("weight bits", lambda e: _pm(e, "weight_bits", "g")),
         MatrixColumn("time to ticket s", lambda e: _pm(e, "time_to_ticket_s", ".1f")),
+        MatrixColumn("collapsed", _collapsed, False),
         MatrixColumn("status", lambda e: str(e.get("status") or DASH), False),
     ]
     return cols
@@ -370,11 +432,24 @@ def _panel_figure(table: Sequence[dict[str, Any]]):
 
 
 def _colors(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab20"]
+    """One distinct colour per method present (in method order)."""
     methods = sorted({str(e.get("method")) for e in table}, key=_method_rank)
-    return {m: cmap(i % 20) for i, m in enumerate(methods)}
+    return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
+
+
+def _clip_percent(ax) -> None:
+    """Keep an accuracy axis inside [0, 100] (a 2-seed t-interval can reach far past both)."""
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(max(lo, 0.0), min(hi, 100.0))
+
+
+def _marker(e: dict[str, Any]) -> str:
+    return SPIKING_MARKER if e.get("spiking") else NONSPIKING_MARKER
+
+
+def _chance(entries: Sequence[dict[str, Any]]) -> float | None:
+    classes = {e.get("num_classes") for e in entries if e.get("num_classes")}
+    return 100.0 / classes.pop() if len(classes) == 1 else None
 
 
 def _empty(ax, text: str) -> None:
@@ -388,12 +463,14 @@ def _plot_accuracy_vs_sparsity(table: Sequence[dict[str, Any]], path: Path) -> N
     for ax, (arch, dataset), entries in panels:
         ax.set_title(f"{arch} / {dataset}")
         by_method: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+        markers: dict[str, str] = {}
         for e in entries:
             achieved = e.get("achieved_sparsity")
             x = achieved if achieved is not None else e.get("sparsity")
             if e.get("top1") is None or x is None:
                 continue
-            by_method[_series(e)].append((x * 100, e["top1"] * 100, (e["top1_std"] or 0) * 100))
+            by_method[_series(e)].append((x * 100, e["top1"] * 100, (e.get("top1_ci95") or 0) * 100))
+            markers[_series(e)] = _marker(e)
         if not by_method:
             _empty(ax, "no accuracy data")
             continue
@@ -403,13 +480,17 @@ def _plot_accuracy_vs_sparsity(table: Sequence[dict[str, Any]], path: Path) -> N
                 [p[0] for p in pts],
                 [p[1] for p in pts],
                 yerr=[p[2] for p in pts],
-                marker="o",
+                marker=markers[label],
                 capsize=3,
                 label=label,
                 color=colors[label.split(" ")[0]],
             )
+        chance = _chance(entries)
+        if chance is not None:
+            ax.axhline(chance, color="gray", linestyle=":", linewidth=1, label=f"chance ({chance:g}%)")
         ax.set_xlabel("sparsity (% of weights removed; achieved where measured)")
-        ax.set_ylabel("top-1 %")
+        ax.set_ylabel("test top-1 % (bars: 95% t-interval over seeds)")
+        _clip_percent(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", ncols=2)
     fig.savefig(path)
@@ -603,6 +684,214 @@ def _plot_accuracy_vs_time(table: Sequence[dict[str, Any]], path: Path) -> None:
     fig.savefig(path)
 
 
+def curves(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, list[tuple[int, Any]]]]:
+    """Validation learning curves: ``{(arch, dataset): {series: [(epoch, Summary over seeds)]}}``.
+
+    The epoch counts every trained epoch of every round (an IMP cell's curve restarts at each
+    rewind); a series is a method, with its target when one method has several."""
+    from .stats import summarize
+
+    per: dict[tuple[str, str], dict[str, dict[int, list[float]]]] = {}
+    targets: dict[tuple, set] = defaultdict(set)
+    done = [r for r in flat_rows(rows) if r.get("status", "done") == "done"]
+    for r in done:
+        c = r["config"]
+        targets[(c.get("arch"), c.get("dataset"), c.get("method"))].add(c.get("sparsity"))
+    for r in done:
+        c = r["config"]
+        hist = [h for h in (r.get("metrics") or {}).get("history") or [] if not h.get("final")]
+        if not any(h.get("val_acc") is not None for h in hist):
+            continue
+        label = str(c.get("method"))
+        if len(targets[(c.get("arch"), c.get("dataset"), c.get("method"))]) > 1:
+            label += f" {(_num(c.get('sparsity')) or 0) * 100:g}%"
+        series = per.setdefault((str(c.get("arch")), str(c.get("dataset"))), {}).setdefault(label, {})
+        for i, h in enumerate(hist, 1):
+            if h.get("val_acc") is not None:
+                series.setdefault(i, []).append(h["val_acc"])
+    return {k: {lab: [(ep, summarize(v)) for ep, v in sorted(eps.items())] for lab, eps in sorted(
+        ser.items(), key=lambda kv: (_method_rank(kv[0].split(" ")[0]), kv[0]))} for k, ser in per.items()}
+
+
+def convergence(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per curve: the rise of mean validation accuracy over the last 20 % of its epochs of the
+    last round; converged when under 1 point (design 5)."""
+    out = []
+    for (arch, dataset), series in curves(rows).items():
+        for label, pts in series.items():
+            if len(pts) < 2:
+                continue
+            k = max(1, math.ceil(0.2 * len(pts)))
+            rise = pts[-1][1].mean - pts[-1 - k][1].mean
+            out.append({"arch": arch, "dataset": dataset, "series": label, "epochs": len(pts),
+                        "rise_last_20pct": rise, "converged": rise < 0.01})
+    return out
+
+
+def _plot_learning_curves(rows: Sequence[dict[str, Any]], table: Sequence[dict[str, Any]], path: Path) -> None:
+    data, colors = curves(rows), _colors(table)
+    fig, axes = _figure(len(data))
+    if not data:
+        _empty(axes[0], "no validation curves (recipe.val_fraction = 0, or runs before the split)")
+    spiking = {str(e.get("method")): e.get("spiking") for e in table}
+    styles = ("-", "--", ":", "-.")
+    for ax, ((arch, dataset), series) in zip(axes, data.items()):
+        seen: Counter = Counter()
+        for label, pts in series.items():
+            method = label.split(" ")[0]
+            xs = [ep for ep, _ in pts]
+            ys = [sm.mean * 100 for _, sm in pts]
+            style = styles[seen[method] % len(styles)]
+            seen[method] += 1
+            color = colors.get(method, "black")
+            ax.plot(xs, ys, style, marker=SPIKING_MARKER if spiking.get(method) else NONSPIKING_MARKER,
+                    markersize=3, color=color, label=label)
+            lo = [(sm.lo if sm.lo is not None else sm.mean) * 100 for _, sm in pts]
+            hi = [(sm.hi if sm.hi is not None else sm.mean) * 100 for _, sm in pts]
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.15, linewidth=0)
+        chance = _chance([e for e in table if (str(e.get("arch")), str(e.get("dataset"))) == (arch, dataset)])
+        if chance is not None:
+            ax.axhline(chance, color="gray", linestyle=":", linewidth=1)
+        ax.set_title(f"{arch} / {dataset}: validation accuracy (mean over seeds, band: 95% t-interval)",
+                     fontsize="medium")
+        ax.set_xlabel("epoch (all rounds of an IMP cell in sequence)")
+        ax.set_ylabel("validation top-1 %")
+        _clip_percent(ax)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small", ncols=2)
+    fig.savefig(path)
+
+
+def front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the non-dominated points of ``(energy, accuracy)`` (lower energy, higher
+    accuracy), by ascending energy: no other point is at most as costly and at least as accurate."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    keep, best = [], -math.inf
+    for i in order:
+        if points[i][1] > best:
+            keep.append(i)
+            best = points[i][1]
+    return keep
+
+
+def _plot_accuracy_vs_energy(table: Sequence[dict[str, Any]], path: Path) -> None:
+    fig, colors, panels = _panel_figure(table)
+    for ax, (arch, dataset), entries in panels:
+        pts = [e for e in entries if e.get("top1") is not None and (e.get("energy_pj") or 0) > 0]
+        if not pts:
+            _empty(ax, "no accuracy + energy data")
+            continue
+        seen: set[str] = set()
+        for e in pts:
+            method = str(e["method"])
+            collapsed = (e.get("n_collapsed") or 0) > 0
+            ax.errorbar(e["energy_pj"], e["top1"] * 100, yerr=(e.get("top1_ci95") or 0) * 100,
+                        marker=_marker(e), linestyle="none", capsize=2, color=colors[method],
+                        markerfacecolor="none" if collapsed else colors[method],
+                        label=None if method in seen else method)
+            seen.add(method)
+            ax.annotate(_target(e) + (" (collapsed)" if collapsed else ""), (e["energy_pj"], e["top1"] * 100),
+                        xytext=(4, 2), textcoords="offset points", fontsize="x-small")
+        ok = [e for e in pts if not e.get("n_collapsed")]
+        idx = front([(e["energy_pj"], e["top1"]) for e in ok])
+        if idx:
+            fx = [ok[i]["energy_pj"] for i in idx]
+            fy = [ok[i]["top1"] * 100 for i in idx]
+            ax.step(fx, fy, where="post", color="gray", linewidth=1, alpha=0.7, label="non-dominated front")
+        chance = _chance(entries)
+        if chance is not None:
+            ax.axhline(chance, color="gray", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_title(f"{arch} / {dataset}: accuracy vs energy (o spiking, \u25a1 not; hollow: collapsed)",
+                     fontsize="medium")
+        ax.set_xlabel("energy pJ / image (log)")
+        ax.set_ylabel("test top-1 %")
+        _clip_percent(ax)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small", ncols=2)
+    fig.savefig(path)
+
+
+def _plot_time_vs_sparsity(table: Sequence[dict[str, Any]], path: Path) -> None:
+    """Time to ticket vs target sparsity per method (the search-cost headline), 95 % bars."""
+    fig, colors, panels = _panel_figure(table)
+    for ax, (arch, dataset), entries in panels:
+        by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for e in entries:
+            if e.get("sparsity") is not None and (e.get("time_to_ticket_s") or 0) > 0 and e["sparsity"] > 0:
+                by[_series(e)].append(e)
+        if not by:
+            _empty(ax, "no sparse time-to-ticket data")
+            continue
+        for label, es in sorted(by.items(), key=lambda kv: (_method_rank(kv[0].split(" ")[0]), kv[0])):
+            es.sort(key=lambda e: e["sparsity"])
+            ax.errorbar([e["sparsity"] * 100 for e in es], [e["time_to_ticket_s"] for e in es],
+                        yerr=[e.get("time_to_ticket_s_ci95") or 0 for e in es], marker=_marker(es[0]), capsize=3,
+                        color=colors[label.split(" ")[0]], label=label)
+        ax.set_yscale("log")
+        ax.set_title(f"{arch} / {dataset}: time to ticket (every round counted)", fontsize="medium")
+        ax.set_xlabel("target sparsity %")
+        ax.set_ylabel("time to ticket s (log)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.savefig(path)
+
+
+def claims_markdown(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The claims table: claim, pair, where, n, our difference [95 % CI], verdict."""
+    from .stats import claims_table, format_difference
+
+    headers = ["claim", "A - B", "metric", "at", "n", "our difference [95% CI]", "verdict"]
+    cells = []
+    for c in claims_table(rows):
+        at = DASH if c.get("arch") is None else (
+            f"{c['arch']}/{c['dataset']}" + (f" {c['sparsity'] * 100:g}%" if c.get("sparsity") is not None else ""))
+        unit = "points" if c["metric"] == "top1" else "pJ/img"
+        cells.append([c["claim"], f"{c['a']} - {c['b']}", f"{c['metric']} ({unit})", at, str(c["n"]),
+                      format_difference(c), c["verdict"]])
+    return headers, cells
+
+
+def paired_markdown(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    from .stats import format_difference, paired_table
+
+    headers = ["A - B", "metric", "at", "n", "A mean", "B mean", "difference [95% CI]"]
+    cells = []
+    for e in paired_table(rows):
+        scale = 100.0 if e["metric"] == "top1" else 1.0
+        at = f"{e['arch']}/{e['dataset']}" + (f" {e['sparsity'] * 100:g}%" if e.get("sparsity") is not None else "")
+        cells.append([f"{e['a']} - {e['b']}", e["metric"], at, str(e["n"]),
+                      DASH if e["a_mean"] is None else f"{e['a_mean'] * scale:.4g}",
+                      DASH if e["b_mean"] is None else f"{e['b_mean'] * scale:.4g}", format_difference(e)])
+    return headers, cells
+
+
+STAT_METRICS = (("top1", "test top-1 %", 100.0), ("val_top1", "val top-1 %", 100.0),
+                ("energy_pj", "energy pJ/img", 1.0), ("energy_x_snn", "saving × SNN", 1.0),
+                ("time_to_ticket_s", "time to ticket s", 1.0))
+
+
+def stats_markdown(table: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Mean, sample std, n and the 95 % t-interval of each headline metric, per matrix entry."""
+    headers = ["method", "target", "metric", "n", "mean", "std", "95% CI"]
+    cells = []
+    for e in table:
+        for key, label, scale in STAT_METRICS:
+            name = _ENTRY_NAME.get(key, key)
+            if e.get(name) is None:
+                if key == "energy_x_snn" and e.get("saving_note"):
+                    cells.append([str(e["method"]), _target(e), label, "0", f"{DASH} ({e['saving_note']})", DASH, DASH])
+                continue
+
+            def f(v):
+                return DASH if v is None else f"{v * scale:.4g}"
+
+            ci = DASH if e.get(f"{name}_lo") is None else f"[{f(e[f'{name}_lo'])}, {f(e[f'{name}_hi'])}]"
+            cells.append([str(e["method"]), _target(e), label, str(e.get(f"{name}_n")), f(e[name]),
+                          f(e.get(f"{name}_std")), ci])
+    return headers, cells
+
+
 # -- report ---------------------------------------------------------------------------
 
 
@@ -629,6 +918,16 @@ def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
     _plot_energy(table, out / PLOT_FILES["energy"])
     _plot_energy_layers(rows, out / PLOT_FILES["energy_layers"])
     _plot_accuracy_vs_time(table, out / PLOT_FILES["accuracy_vs_time_to_ticket"])
+    _plot_learning_curves(rows, table, out / PLOT_FILES["learning_curves"])
+    _plot_accuracy_vs_energy(table, out / PLOT_FILES["accuracy_vs_energy"])
+    _plot_time_vs_sparsity(table, out / PLOT_FILES["time_to_ticket_vs_sparsity"])
+    claims_h, claims_c = claims_markdown(rows)
+    paired_h, paired_c = paired_markdown(rows)
+    stats_h, stats_c = stats_markdown(table)
+    conv = convergence(rows)
+    rising = [f"{c['series']} ({c['arch']}/{c['dataset']}: +{c['rise_last_20pct'] * 100:.1f} points)"
+              for c in conv if not c["converged"]]
+    collapsed = [e for e in table if e.get("n_collapsed")]
 
     counts = Counter(r.get("status", "done") for r in rows)
     cols = matrix_columns(table, reference=True)
@@ -647,16 +946,59 @@ def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
         _md_table(headers, cells, [c.numeric for c in cols]) if table else "_No results._",
         "",
         (
-            "Mean ± sample standard deviation over seeds, from done runs only. Sparsity is the "
+            "Mean ± half-width of the 95 % Student-t interval over seeds (the mean alone for one "
+            "seed; std and n in the statistics table), from done runs only; top-1 is the test "
+            "accuracy of the last epoch, measured once after training; val: the validation split "
+            "of the training images (design 5). collapsed: validation accuracy within 2 points "
+            "of chance or a spiking layer under 1 % firing; such a cell has no energy saving "
+            "('–', with the reason). Sparsity is the "
             "fraction of weights removed (target; achieved is counted from the weights that "
             "run). saving × ANN / × SNN: the dense ANN's / SNN's energy divided by this "
             "method's (the paper claims 8.92× and 1.86× for BinW-SLT). Paper top-1: "
             "2311.12060 Table 1 (ResNet-19, T=4) and Kim et al. ECCV'22 (IMP, T=5, 300 epochs)."
         ),
         "",
+        "## Claims",
+        "",
+        ("Paired over the same seeds (same data order and initial draws): the difference A - B "
+         "per seed, its mean and 95 % t-interval. supported: the interval excludes 0 in the "
+         "claimed direction; refuted: it excludes 0 the other way; else undecided at this n "
+         "(design 5). Accuracy in points of test top-1, energy in pJ per image; a collapsed "
+         "cell is no energy data point."),
+        "",
+        _md_table(claims_h, claims_c, [False, False, False, False, True, True, False]),
+        "",
+        "## Statistics",
+        "",
+        (_md_table(stats_h, stats_c, [False, False, False, True, True, True, True])
+         if stats_c else "_No results._"),
+        "",
+        "## Paired differences",
+        "",
+        (_md_table(paired_h, paired_c, [False, False, False, True, True, True, True])
+         if paired_c else "_No two methods share a seed._"),
+        "",
+        "## Collapsed cells",
+        "",
+        ("\n".join(f"- {e['method']} {_target(e)}: {e['n_collapsed']}/{e['n_done']} run(s); "
+                   f"{e['collapse_reason']}" for e in collapsed) if collapsed else "None."),
+        "",
+        "## Curves",
+        "",
+        f"![Validation accuracy vs epoch]({PLOT_FILES['learning_curves']})",
+        "",
+        (("Still rising (validation accuracy gained 1 point or more over the last 20 % of "
+          "epochs): " + ", ".join(rising) + ".") if rising else
+         ("Every curve has flattened (under 1 point over the last 20 % of epochs)." if conv else
+          "No validation curves.")),
+        "",
         "## Plots",
         "",
+        f"![Accuracy vs energy, log energy, non-dominated front]({PLOT_FILES['accuracy_vs_energy']})",
+        "",
         f"![Accuracy vs sparsity]({PLOT_FILES['accuracy_vs_sparsity']})",
+        "",
+        f"![Time to ticket vs sparsity]({PLOT_FILES['time_to_ticket_vs_sparsity']})",
         "",
         f"![Energy per image, log scale, ratio to the ANN on each bar]({PLOT_FILES['energy']})",
         "",

@@ -47,7 +47,7 @@ log = logging.getLogger("spikingjelly_lt")
 # ``interrupted`` (a CHECK constraint cannot be altered in SQLite: the table is rebuilt).
 SCHEMA_VERSION = 3
 STATUSES = ("running", "done", "failed", "interrupted")
-EXPORT_FORMATS = ("jsonl", "csv")
+EXPORT_FORMATS = ("jsonl", "json", "csv")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _BUSY_TIMEOUT_S = 60.0
 _LOCK_RETRIES = 8  # on top of the busy timeout: "database is locked" can skip the busy handler
@@ -420,19 +420,23 @@ class ResultStore:
 
     # -- export / merge ----------------------------------------------------------------
 
-    def export(self, fmt: str, out: str | os.PathLike[str] | TextIO) -> None:
-        """Write all rows as ``jsonl`` (one object a line) or ``csv`` (flattened columns).
+    def export(self, fmt: str, out: str | os.PathLike[str] | TextIO, *, history: bool = False) -> None:
+        """Write all rows as ``jsonl`` (one object a line), ``json`` (one array) or ``csv``
+        (flattened columns); with ``history``, one record per trained epoch instead
+        (:func:`history_rows`: the cell keys, then round, epoch, loss, train and validation
+        accuracy, mean firing rate, lr, images/s).
 
         ``out`` is a path or an open text stream. CSV columns are the row fields, then
         ``config.*``, ``metrics.*`` and ``env.*``; nested values are JSON strings.
         """
         check_choice("export format", fmt, EXPORT_FORMATS)
         rows = self.rows()
+        write = _EXPORTERS[fmt] if not history else _HISTORY_EXPORTERS[fmt]
         if isinstance(out, (str, os.PathLike)):
             with open(out, "w", newline="", encoding="utf-8") as fh:
-                _EXPORTERS[fmt](rows, fh)
+                write(rows, fh)
         else:
-            _EXPORTERS[fmt](rows, out)
+            write(rows, out)
 
     def _merge_raw(self, raw_rows: Sequence[tuple]) -> MergeStats:
         """Keep, per hash, the best of the existing row and the incoming ones."""
@@ -492,7 +496,43 @@ def _export_csv(rows: list[dict[str, Any]], fh: TextIO) -> None:
         writer.writerow(line)
 
 
-_EXPORTERS = {"jsonl": _export_jsonl, "csv": _export_csv}
+def _export_json(rows: list[dict[str, Any]], fh: TextIO) -> None:
+    json.dump(_plain(rows), fh, sort_keys=True, allow_nan=False, indent=1)
+    fh.write("\n")
+
+
+HISTORY_KEYS = ("config_hash", "arch", "dataset", "method", "sparsity", "seed", "status", "round", "epoch",
+                "loss", "train_acc", "val_acc", "firing_rate", "lr", "images_per_s")
+
+
+def history_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per trained epoch of every row (``metrics.history``), keyed by its cell."""
+    from spikingjelly_lt.cell import flatten
+
+    out = []
+    for r in rows:
+        c = flatten(r.get("config") or {})
+        for h in (r.get("metrics") or {}).get("history") or []:
+            if h.get("final"):
+                continue  # the end-of-training validation pass of a run without epochs
+            rec = {"config_hash": r["config_hash"], "status": r["status"],
+                   **{k: c.get(k) for k in ("arch", "dataset", "method", "sparsity", "seed")}}
+            rec.update({k: h.get(k) for k in HISTORY_KEYS if k not in rec})
+            out.append(rec)
+    return out
+
+
+def _history_csv(rows: list[dict[str, Any]], fh: TextIO) -> None:
+    writer = csv.writer(fh, lineterminator="\n")
+    writer.writerow(HISTORY_KEYS)
+    for rec in history_rows(rows):
+        writer.writerow([_cell(_plain(rec.get(k))) for k in HISTORY_KEYS])
+
+
+_EXPORTERS = {"jsonl": _export_jsonl, "json": _export_json, "csv": _export_csv}
+_HISTORY_EXPORTERS = {"jsonl": lambda rows, fh: _export_jsonl(history_rows(rows), fh),
+                      "json": lambda rows, fh: _export_json(history_rows(rows), fh),
+                      "csv": _history_csv}
 
 
 def merge(sources: Sequence[str | os.PathLike[str]], dest: str | os.PathLike[str]) -> MergeStats:

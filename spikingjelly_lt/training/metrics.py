@@ -14,7 +14,10 @@ from torch import nn
 from .._sj import base
 from ..energy.storage import model_storage  # one storage description (energy/storage.py)
 
-__all__ = ["FiringRateMonitor", "model_storage", "environment"]
+__all__ = ["FiringRateMonitor", "model_storage", "environment", "collapse", "CHANCE_MARGIN", "MIN_FIRING"]
+
+CHANCE_MARGIN = 0.02  # validation accuracy within 2 points of chance: collapsed (design 5)
+MIN_FIRING = 0.01  # a spiking layer under 1 % firing: collapsed
 
 
 def _spiking_nodes(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -58,6 +61,27 @@ class FiringRateMonitor:
     def mean_rate(self) -> float | None:
         total = sum(self._counts.values())
         return float(sum(float(s) for s in self._sums.values())) / total if total else None
+
+
+def collapse(val_acc: float | None, firing_rates: dict[str, float] | None, num_classes: int) -> dict:
+    """``{"collapsed": bool | None, "collapse_reason": str | None}`` of a trained cell (design 5).
+
+    Collapsed: validation accuracy within ``CHANCE_MARGIN`` of chance (1 / classes), or a
+    spiking layer firing under ``MIN_FIRING``. ``collapsed`` is None when nothing was measured.
+    A collapsed cell is no data point for energy savings.
+    """
+    reasons = []
+    chance = 1.0 / max(int(num_classes), 1)
+    if val_acc is not None and val_acc <= chance + CHANCE_MARGIN:
+        reasons.append(f"validation accuracy {100 * val_acc:.1f}% is within {100 * CHANCE_MARGIN:g} points "
+                       f"of chance ({100 * chance:.1f}%)")
+    silent = sorted((r, n) for n, r in (firing_rates or {}).items() if r < MIN_FIRING)
+    if silent:
+        names = ", ".join(f"{n} {r:.3f}" for r, n in silent[:3]) + (" ..." if len(silent) > 3 else "")
+        reasons.append(f"{len(silent)} spiking layer(s) under {100 * MIN_FIRING:g}% firing ({names})")
+    if val_acc is None and firing_rates is None:
+        return {"collapsed": None, "collapse_reason": None}
+    return {"collapsed": bool(reasons), "collapse_reason": "; ".join(reasons) or None}
 
 
 def _commit() -> str:

@@ -30,7 +30,7 @@ from ..pruners.base import ParamGroup, TrainContext
 from ..pruners.common import effective_weight, prunable_layers, sparsity_report
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import broadcast_buffers, init_distributed, make_sampler, wrap_ddp
-from .metrics import FiringRateMonitor, evaluating, model_storage
+from .metrics import FiringRateMonitor, collapse, evaluating, model_storage
 
 __all__ = ["run_cell", "CellFailed", "Progress", "evaluate", "mask_digest", "load_trained", "Optimizers"]
 
@@ -175,10 +175,12 @@ def run_cell(
     progress = (progress or _noop) if ddp.rank == 0 else _noop
     if recipe.batch_size % ddp.world:
         raise CellFailed(f"batch size {recipe.batch_size} is not divisible by the {ddp.world} processes")
-    bundle = load_dataset(c.data.dataset, data_dir, limit_train=c.data.limit_train, limit_test=c.data.limit_test)
+    bundle = load_dataset(c.data.dataset, data_dir, limit_train=c.data.limit_train, limit_test=c.data.limit_test,
+                          val_fraction=recipe.val_fraction)
     train_loader = make_loader(bundle, "train", recipe.batch_size // ddp.world, seed=c.seed, drop_last=True,
                                sampler=make_sampler(len(bundle.train_y), c.seed))
-    test_loader = make_loader(bundle, "test", 256)
+    # every in-run choice reads validation; the test split is loaded only after training (design 5)
+    val_loader = make_loader(bundle, "val", 256) if bundle.val_y is not None else None
     if len(train_loader) == 0:
         raise CellFailed(f"batch size {recipe.batch_size} exceeds the {bundle.train_x.shape[0]} training images")
     steps = len(train_loader)
@@ -206,7 +208,8 @@ def run_cell(
     train_model = wrap_ddp(model, device)
     checkpoint = checkpoint if ddp.rank == 0 else None
     ctx = TrainContext(cell=c, rounds=rounds, steps_per_epoch=steps, history=state["history"], device=device,
-                       train_batches=_batches(make_loader(bundle, "train", 256, shuffle=False, augment=False), device))
+                       train_batches=_batches(make_loader(bundle, "train", 256, shuffle=False, augment=False), device),
+                       val_batches=_batches(val_loader, device) if val_loader is not None else None)
 
     def save(**extra) -> None:
         if checkpoint:
@@ -249,7 +252,8 @@ def run_cell(
             state["epoch"] = ctx.epoch = epoch + 1
             broadcast_buffers(model)  # BN running stats and masks: rank 0's on every rank
             row = {"round": state["round"], "epoch": epoch + 1, "loss": float(loss_sum) / seen,
-                   "train_acc": float(correct) / seen, "images_per_s": seen / dt, "lr": opts.lr()}
+                   "train_acc": float(correct) / seen, "images_per_s": seen / dt, "lr": opts.lr(),
+                   **_validate(model, val_loader, device)}
             state["history"].append(row)
             progress("epoch", **row)
             stop = state["stopped"] = bool(pruner.on_epoch_end(model, ctx))
@@ -268,7 +272,12 @@ def run_cell(
         progress("round", round=state["round"], rounds=rounds - 1, sparsity=sparsity_report(model)["sparsity"])
         save()
 
-    result = evaluate(model, test_loader, device, c.energy_model)
+    if val_loader is not None and not (state["history"] and "val_firing_rates" in state["history"][-1]):
+        state["history"].append({"round": state["round"], "epoch": state["epoch"], "final": True,
+                                 **_validate(model, val_loader, device)})  # e.g. a run of 0 epochs
+    val = _validation_summary(state["history"])
+    test_loader = make_loader(bundle, "test", 256)
+    result = evaluate(model, test_loader, device, c.energy_model)  # test: once, here
     report = result.pop("energy")
     storage = model_storage(model, r.method.weights)
     ann_pj = _ann_reference_pj(r, bundle, test_loader)
@@ -282,7 +291,11 @@ def run_cell(
         "images_per_s": state["images"] / state["elapsed"] if state["elapsed"] > 0 else None,
         "epochs_run": len(state["history"]),
         "rounds": rounds,
-        "history": state["history"],
+        "history": [{k: v for k, v in h.items() if k != "val_firing_rates"} for h in state["history"]],
+        **val,
+        "num_classes": bundle.num_classes,
+        "test_images": len(bundle.test_y),
+        **collapse(val.get("val_top1"), val.get("val_firing_rates") if spiking else None, bundle.num_classes),
         "pruner": pruner.describe(),
         **storage,
         "energy_model": report.model,
@@ -315,13 +328,32 @@ def run_cell(
     return metrics
 
 
+def _validate(model: nn.Module, loader, device: torch.device) -> dict:
+    """Validation accuracy, mean and per-layer firing rate of one epoch's model (nothing without a split)."""
+    if loader is None:
+        return {}
+    v = evaluate(model, loader, device)
+    return {"val_acc": v["top1"], "firing_rate": v["mean_firing_rate"], "val_firing_rates": v["firing_rates"]}
+
+
+def _validation_summary(history: list[dict]) -> dict:
+    """The last validation measurement, and the best epoch by validation accuracy (informative only:
+    the reported model is always the last one)."""
+    rows = [h for h in history if h.get("val_acc") is not None]
+    if not rows:
+        return {"val_top1": None, "val_firing_rates": None, "best_val_acc": None, "best_val_epoch": None}
+    best = max(range(len(rows)), key=lambda i: (rows[i]["val_acc"], -i))
+    return {"val_top1": rows[-1]["val_acc"], "val_firing_rates": rows[-1].get("val_firing_rates"),
+            "best_val_acc": rows[best]["val_acc"], "best_val_epoch": best + 1}
+
+
 def load_trained(checkpoint: str | Path, data_dir: str | None = None):
     """(resolved cell, data bundle, model) rebuilt from a trainer checkpoint, weights and masks loaded."""
     ck = load_checkpoint(checkpoint)
     cell = Cell.from_dict(ck["cell"]) if "cell" in ck else Cell.from_dict(ck["key"])
     r = resolve(cell)
     bundle = load_dataset(cell.data.dataset, data_dir, limit_train=cell.data.limit_train,
-                          limit_test=cell.data.limit_test)
+                          limit_test=cell.data.limit_test, val_fraction=cell.recipe.val_fraction)
     model = build_model(r, DataShape.of(bundle))
     model.load_state_dict(ck["model"])
     return r, bundle, model

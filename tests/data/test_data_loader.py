@@ -124,7 +124,10 @@ def test_limits_and_bad_arguments():
     with pytest.raises(UsageError, match="at least 1"):
         b.limited(train=0)
     with pytest.raises(UsageError, match="unknown split"):
-        make_loader(b, "val")
+        make_loader(b, "validation")
+    with pytest.raises(UsageError, match="no validation split"):
+        make_loader(b, "val")  # a split exists only after with_validation(fraction)
+    assert len(make_loader(b.with_validation(0.2), "val", 100).y) == 10  # 20 % of 50
     with pytest.raises(UsageError, match="no augmentation"):
         make_loader(_bundle(augment=False), augment=True)
     with pytest.raises(UsageError, match="batch size"):
