@@ -1,21 +1,31 @@
-"""CPU speed of spiking training vs the ANN, and of the supermask search vs dense training.
+"""CPU speed of spiking training vs the ANN, per precision and memory format, in one run.
 
     .venv/bin/python bench/speed.py [--archs resnet19,vgg16] [--width 0.25] [--batch 64]
-                                    [--size 32] [--timesteps 4] [--threads 2] [--repeats 7]
+                                    [--size 32] [--timesteps 4] [--threads 2] [--repeats 5] [--json]
 
-Prints, from one run with interleaved repeats (every configuration once per round, so
-machine load hits all of them alike) and medians:
-- P1 = train step of ``binw-slt`` / train step of dense ``snn`` (supermask overhead),
-- P2 = train step of ``snn`` at T / (T x train step of ``ann``),
-- train and eval images/s,
-for both LIF implementations: SpikingJelly's ``LIFNode`` ("spikingjelly", before) and
-our fused ``FastLIFNode`` ("fast", after). Not an asv benchmark (no ``time_`` names):
-asv imports this module and finds nothing to run.
+Every case is built in one process and timed in interleaved rounds (each case once per
+round, so machine load hits all alike); figures are medians. Cases: ``ann``, ``snn`` and
+``binw-slt`` in fp32 NCHW, fp32 channels_last (the default) and, where the CPU has native
+bf16, bf16 channels_last; plus the dense SNN with the torch LIF path (no fused C++
+kernel) and with denormals flushed, to price those two choices. Per arch:
+
+- ``p1`` = binw-slt train step / snn train step (supermask overhead), fp32 default layout,
+- ``p2`` = snn train step / (T x ann train step), same,
+- ``snn_train_img_s``, ``ann_train_img_s`` (fp32 default layout),
+- ``bf16_speedup`` = snn train img/s in bf16 / in fp32 (None without native bf16),
+- ``binw_eval_vs_snn`` = binw-slt eval img/s / snn eval img/s, over eval passes of
+  ``--eval-batches`` batches right after a train step (the first batch of a pass computes
+  the supermask weights, the others reuse them),
+- ``cpu`` (model name) and ``flags``.
+
+The process keeps freed memory for reuse (:func:`spikingjelly_lt.hardware.keep_freed_memory`),
+as ``sjlt`` does. Not an asv benchmark (no ``time_`` names).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -24,63 +34,118 @@ try:
 except ImportError:  # run as a script: python bench/NAME.py
     from _args import add_model_args, measure_or_json
 
+CONFIGS = {  # name: (precision, memory format)
+    "fp32-nchw": ("fp32", "contiguous"),
+    "fp32-cl": ("fp32", "channels_last"),
+    "bf16-cl": ("bf16", "channels_last"),
+}
+DEFAULT = "fp32-cl"
 
-def _step_fns(arch: str, method: str, impl: str, args):
+
+def _step_fns(arch: str, method: str, precision: str, memory_format: str, args, *, native: bool = True):
     import torch
 
     from spikingjelly_lt._sj import reset_net
     from spikingjelly_lt.build import build_model
+    from spikingjelly_lt.training.precision import precision_for
 
-    model = build_model(arch=arch, method=method, width=args.width, input_size=args.size, lif_impl=impl,
-                        timesteps=args.timesteps, v_threshold=0.5, fc_bn=True, num_classes=10)
+    prec = precision_for(precision, "cpu", memory_format)
+    torch.manual_seed(0)
+    model = prec.model(build_model(arch=arch, method=method, width=args.width, input_size=args.size,
+                                   timesteps=args.timesteps, v_threshold=0.5, fc_bn=True, num_classes=10))
+    for m in model.modules():
+        if hasattr(m, "native"):
+            m.native = native
     params = [p for p in model.parameters() if p.requires_grad]
     opt = (torch.optim.Adam(params, lr=1e-3) if method.endswith("slt") else torch.optim.SGD(params, lr=1e-3, momentum=0.9))
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch, 3, args.size, args.size, generator=gen)
+    x = prec.input(torch.randn(args.batch, 3, args.size, args.size, generator=gen))
     y = torch.randint(0, 10, (args.batch,), generator=gen)
 
     def train():
         model.train()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        with prec.autocast():
+            out = model(x)
+        loss = torch.nn.functional.cross_entropy(out.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         reset_net(model)
 
-    def evaluate():
+    def evaluate():  # an eval pass of a few batches: the first computes the supermask weights
         model.eval()
-        with torch.no_grad():
-            model(x)
-        reset_net(model)
+        with torch.no_grad(), prec.autocast():
+            for _ in range(args.eval_batches):
+                model(x)
+                reset_net(model)
 
     return train, evaluate
+
+
+def _cases(has_bf16: bool) -> list[tuple[str, str, dict]]:
+    """(method, config, extra) for every timed case."""
+    configs = [c for c in CONFIGS if has_bf16 or not c.startswith("bf16")]
+    cases = [(m, c, {}) for m in ("ann", "snn", "binw-slt") for c in configs]
+    cases += [("snn", DEFAULT, {"native": False}), ("snn", DEFAULT, {"flush_denormal": True})]
+    return cases
+
+
+def _name(method: str, config: str, extra: dict) -> str:
+    tag = "".join(f"/{k}={v}" for k, v in extra.items())
+    return f"{method}/{config}{tag}"
 
 
 def measure(args) -> dict:
     import torch
 
+    from spikingjelly_lt.hardware import bf16_supported, cpu_info, keep_freed_memory
+
     torch.set_num_threads(args.threads)
-    cases = [("ann", "fast")] + [(m, impl) for m in ("snn", "binw-slt") for impl in ("spikingjelly", "fast")]
+    keep_freed_memory()
+    info = cpu_info()
+    has_bf16 = bf16_supported("cpu")
+    cases = _cases(has_bf16)
     out = {}
     for arch in args.archs.split(","):
-        fns = {case: _step_fns(arch, case[0], case[1], args) for case in cases}
-        for train, evaluate in fns.values():  # warm-up
-            train(); evaluate()  # noqa: E702
-        times = {case: {"train": [], "eval": []} for case in cases}
-        for _ in range(args.repeats):
-            for case, (train, evaluate) in fns.items():
+        fns = {}
+        for method, config, extra in cases:
+            native = extra.get("native", True)
+            fns[_name(method, config, extra)] = (_step_fns(arch, method, *CONFIGS[config], args, native=native),
+                                                 extra.get("flush_denormal", False))
+        times = {name: {"train": [], "eval": []} for name in fns}
+        for r in range(args.repeats + 1):  # round 0 warms up
+            for name, ((train, evaluate), ftz) in fns.items():
+                torch.set_flush_denormal(ftz)
                 t0 = time.perf_counter(); train(); t1 = time.perf_counter(); evaluate(); t2 = time.perf_counter()  # noqa: E702
-                times[case]["train"].append(t1 - t0)
-                times[case]["eval"].append(t2 - t1)
-        med = {case: {k: statistics.median(v) for k, v in d.items()} for case, d in times.items()}
+                if r:
+                    times[name]["train"].append(t1 - t0)
+                    times[name]["eval"].append((t2 - t1) / args.eval_batches)
+        torch.set_flush_denormal(False)
+        med = {name: {k: statistics.median(v) for k, v in d.items()} for name, d in times.items()}
         T = args.timesteps
-        row = {"cases": {f"{m}/{i}": {"train_s": med[(m, i)]["train"], "eval_s": med[(m, i)]["eval"],
-                                      "train_img_s": args.batch / med[(m, i)]["train"],
-                                      "eval_img_s": args.batch / med[(m, i)]["eval"]} for m, i in cases}}
-        for impl in ("spikingjelly", "fast"):
-            row[f"P1_{impl}"] = med[("binw-slt", impl)]["train"] / med[("snn", impl)]["train"]
-            row[f"P2_{impl}"] = med[("snn", impl)]["train"] / (T * med[("ann", "fast")]["train"])
-        row["snn_speedup_fast_vs_spikingjelly"] = med[("snn", "spikingjelly")]["train"] / med[("snn", "fast")]["train"]
+
+        def tr(method, config=DEFAULT, **extra):
+            return med[_name(method, config, extra)]["train"]
+
+        row = {
+            "cases": {name: {"train_s": m["train"], "eval_s": m["eval"], "train_img_s": args.batch / m["train"],
+                             "eval_img_s": args.batch / m["eval"]} for name, m in med.items()},
+            "p1": tr("binw-slt") / tr("snn"),
+            "p2": tr("snn") / (T * tr("ann")),
+            "p2_by_config": {c: tr("snn", c) / (T * tr("ann", c)) for c in CONFIGS if has_bf16 or c != "bf16-cl"},
+            "snn_train_img_s": args.batch / tr("snn"),
+            "ann_train_img_s": args.batch / tr("ann"),
+            "bf16_speedup": tr("snn") / tr("snn", "bf16-cl") if has_bf16 else None,
+            "ann_bf16_speedup": tr("ann") / tr("ann", "bf16-cl") if has_bf16 else None,
+            "channels_last_speedup": tr("snn", "fp32-nchw") / tr("snn"),
+            "native_lif_speedup": tr("snn", native=False) / tr("snn"),
+            "flush_denormal_speedup": tr("snn") / tr("snn", flush_denormal=True),
+            "binw_eval_vs_snn": med[_name("snn", DEFAULT, {})]["eval"] / med[_name("binw-slt", DEFAULT, {})]["eval"],
+            "cpu": info.model,
+            "flags": list(info.flags),
+        }
+        if has_bf16:
+            row["binw_eval_vs_snn_bf16"] = med["snn/bf16-cl"]["eval"] / med["binw-slt/bf16-cl"]["eval"]
         out[arch] = row
     return out
 
@@ -88,19 +153,25 @@ def measure(args) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_model_args(p, width=0.25)
-    args, res = measure_or_json(p, measure, argv, repeats=7)
+    p.add_argument("--eval-batches", type=int, default=4,
+                   help="batches per timed eval pass (a 1,000-image test set at batch 256 is 4)")
+    args, res = measure_or_json(p, measure, argv, repeats=5)
     if res is None:
         return
-    print(f"width {args.width}, batch {args.batch}, {args.size}x{args.size}, T={args.timesteps}, "
-          f"{args.threads} threads, median of {args.repeats} interleaved repeats")
+    first = next(iter(res.values()))
+    print(f"{first['cpu']} ({', '.join(first['flags'])}); width {args.width}, batch {args.batch}, "
+          f"{args.size}x{args.size}, T={args.timesteps}, {args.threads} threads, median of {args.repeats} "
+          f"interleaved rounds")
     for arch, row in res.items():
         print(f"\n{arch}")
-        print(f"  {'case':24} {'train s':>9} {'train img/s':>12} {'eval img/s':>11}")
+        print(f"  {'case':34} {'train s':>9} {'train img/s':>12} {'eval img/s':>11}")
         for name, c in row["cases"].items():
-            print(f"  {name:24} {c['train_s']:9.3f} {c['train_img_s']:12.1f} {c['eval_img_s']:11.1f}")
-        for impl in ("spikingjelly", "fast"):
-            print(f"  {impl:12} P1 (binw-slt/snn) = {row[f'P1_{impl}']:.3f}   P2 (snn/(T*ann)) = {row[f'P2_{impl}']:.3f}")
-        print(f"  snn train step, fast vs spikingjelly LIF: {row['snn_speedup_fast_vs_spikingjelly']:.2f}x")
+            print(f"  {name:34} {c['train_s']:9.3f} {c['train_img_s']:12.1f} {c['eval_img_s']:11.1f}")
+        with contextlib.suppress(TypeError):
+            print(f"  P1 = {row['p1']:.3f}  P2 = {row['p2']:.3f}  bf16 x{row['bf16_speedup']:.2f} "
+                  f"(ann x{row['ann_bf16_speedup']:.2f})")
+        print(f"  channels_last x{row['channels_last_speedup']:.2f}  native LIF x{row['native_lif_speedup']:.2f}  "
+              f"flush denormal x{row['flush_denormal_speedup']:.2f}  binw-slt eval / snn eval {row['binw_eval_vs_snn']:.3f}")
 
 
 if __name__ == "__main__":

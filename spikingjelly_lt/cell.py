@@ -68,6 +68,12 @@ class Recipe:
 
     epochs: int = knob(10, "epochs per training run (per pruning round)", lo=0)
     batch_size: int = knob(64, "training batch size", lo=1)
+    precision: str = knob("fp32", "compute precision of training and evaluation: fp32 | bf16 (autocast; "
+                                  "membranes, BN statistics, loss and optimizer stay fp32; bf16 needs a CPU "
+                                  "with avx512_bf16 or amx_bf16, or a GPU)", choices=("fp32", "bf16"))
+    memory_format: str = knob("channels_last", "layout of image tensors and conv weights: channels_last "
+                                               "(oneDNN's fast path) | contiguous (NCHW)",
+                              choices=("channels_last", "contiguous"))
     val_fraction: float = knob(0.1, "fraction of the training images held out as the validation split "
                                     "(stratified, seeded, the same for every cell); every in-run choice "
                                     "uses it, test is measured once at the end (0 = no split)", lo=0.0, hi=0.5)
@@ -169,7 +175,8 @@ class Cell:
         """From :meth:`to_dict`'s nested form, a partial nested dict, or a flat dict by leaf
         name (results written before schema 2: their normalized ``None`` means default). A
         description without ``recipe.val_fraction`` was written before the validation split
-        existed, so it reads as 0 (no split), keeping old rows' hashes and pairs intact."""
+        existed, so it reads as 0 (no split), keeping old rows' hashes and pairs intact; one
+        without ``recipe.memory_format`` ran NCHW (contiguous)."""
         values: dict[str, Any] = {}
         for key, value in (d or {}).items():
             if key in SECTIONS and isinstance(value, dict):
@@ -183,6 +190,7 @@ class Cell:
                 values[k.key] = value
         # a stored description without the field predates the validation split: it had none
         values.setdefault("recipe.val_fraction", 0.0)
+        values.setdefault("recipe.memory_format", "contiguous")  # runs before the field were NCHW
         return cls().with_values(values)
 
 

@@ -118,6 +118,12 @@ def bench_command(
             "energy_model": energy_model})
     if shard_of:
         cells = shard_cells(cells, *shard_of)
+    from ..hardware import keep_freed_memory
+    from ..training.precision import precision_for
+
+    for c in {getattr(c, "cell", c).recipe for c in cells}:  # bf16 on a CPU without it: exit 2 before any work
+        precision_for(c.precision, dev, c.memory_format)
+    keep_freed_memory()  # large tensors reuse the heap instead of faulting in fresh pages every step
     from .common import TensorBoardLog, check_output_dir, check_output_file
 
     tensorboard = TensorBoardLog(log_dir) if log_dir else None  # a missing extra is said before any work

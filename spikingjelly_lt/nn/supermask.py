@@ -10,12 +10,17 @@ supermask layers with a shared :class:`GlobalTopK`).
 
 Gradient (straight-through, both variants): ``dL/ds = (dL/dw_eff * W) * sign(s)``.
 
-The mask is a function of what it depends on (the scores' values, the sparsity, the
-device), computed when the weight is read: once per forward call (multi-step inputs see
-one weight for all T steps). Nothing is cached across forwards, so a write through
-``.data``, a new sparsity (a schedule) or a device move shows at the next forward. Under
-``torch.nn.utils.parametrize.cached()`` (evaluation) the whole weight is computed once.
-A global threshold is computed once per root forward (:meth:`GlobalTopK.attach`).
+In training the mask is a function of what it depends on (the scores' values, the
+sparsity, the device), computed when the weight is read: once per forward call
+(multi-step inputs see one weight for all T steps), nothing kept across forwards. A
+global threshold is computed once per root forward (:meth:`GlobalTopK.attach`).
+
+In eval mode without autograd, the whole effective weight (``alpha * M * sign(W)`` or
+``W * M``) is kept and reused by later forwards until something it depends on changes:
+the version counter of any score tensor it reads (an optimizer step, ``load_state_dict``,
+any in-place write), the frozen weight, the sparsity, the dtype or device. A write
+through ``.data`` bypasses version counters: call ``model.eval()`` again (it drops the
+kept weights), as after any out-of-band edit.
 """
 
 from __future__ import annotations
@@ -118,6 +123,18 @@ class Supermask(nn.Module):
         self.shared = shared
         if shared is not None:
             shared.members.append(self)
+        self._kept: tuple[tuple, torch.Tensor] | None = None  # eval-mode weight and what it depends on
+
+    def train(self, mode: bool = True) -> Supermask:
+        self._kept = None
+        return super().train(mode)
+
+    def _depends_on(self, weight: torch.Tensor) -> tuple:
+        """What the effective weight is a function of, cheaply: tensors by identity and version."""
+        scores = self.shared.members if self.shared is not None else (self,)
+        return (tuple((m.scores.data_ptr(), m.scores._version) for m in scores),
+                self.sparsity if self.shared is None else self.shared.sparsity,
+                weight.data_ptr(), weight._version, weight.dtype, weight.device)
 
     def mask(self) -> torch.Tensor:
         """The current boolean mask: the top-k of ``|scores|`` at the current sparsity."""
@@ -127,6 +144,15 @@ class Supermask(nn.Module):
             return topk_mask(self.scores.abs(), keep_count(self.scores.numel(), self.sparsity))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if self.training or torch.is_grad_enabled():
+            self._kept = None
+            return self._effective(weight)
+        key = self._depends_on(weight)
+        if self._kept is None or self._kept[0] != key:
+            self._kept = (key, self._effective(weight))
+        return self._kept[1]
+
+    def _effective(self, weight: torch.Tensor) -> torch.Tensor:
         mask = self.mask()
         abs_scores = self.scores.abs()
         if self.binary:

@@ -49,7 +49,7 @@ class FiringRateMonitor:
 
     def _hook(self, name: str):
         def hook(module, args, out):
-            s = out.detach().sum()
+            s = out.detach().sum(dtype=torch.float32).double()  # a bf16 sum would round the count
             self._sums[name] = self._sums[name] + s if name in self._sums else s
             self._counts[name] = self._counts.get(name, 0) + out.numel()
 

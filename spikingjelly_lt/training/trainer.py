@@ -31,6 +31,7 @@ from ..pruners.common import effective_weight, prunable_layers, sparsity_report
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import broadcast_buffers, init_distributed, make_sampler, wrap_ddp
 from .metrics import FiringRateMonitor, collapse, evaluating, model_storage
+from .precision import Precision, precision_for
 
 __all__ = ["run_cell", "CellFailed", "Progress", "evaluate", "mask_digest", "load_trained", "Optimizers"]
 
@@ -73,10 +74,16 @@ class Optimizers:
         for o in self.opts:
             o.zero_grad(set_to_none=True)
 
-    def step(self) -> None:
+    def step(self, scaler=None) -> None:
+        """One update of every optimizer (through ``scaler`` under fp16) and its schedule."""
         for o, s in zip(self.opts, self.scheds):
-            o.step()
+            if scaler is None:
+                o.step()
+            else:
+                scaler.step(o)
             s.step()
+        if scaler is not None:
+            scaler.update()
 
     def lr(self) -> list[float]:
         return [s.get_last_lr()[0] for s in self.scheds]
@@ -91,11 +98,14 @@ class Optimizers:
             s.load_state_dict(sd)
 
 
-def evaluate(model: nn.Module, loader, device: torch.device, energy_model: str | None = None):
+def evaluate(model: nn.Module, loader, device: torch.device, energy_model: str | None = None,
+             precision: Precision | None = None):
     """Top-1, neuron firing rates and (optionally) energy counts in one eval pass.
 
     Parametrized weights (masks, binary weights) are computed once for the whole pass.
+    ``precision``: the run's precision and layout (default: fp32, tensors as they come).
     """
+    precision = precision or precision_for("fp32", device, "contiguous")
     spiking = getattr(model, "timesteps", None) is not None
     correct = total = 0
     counter = EnergyCounter(model, energy_model) if energy_model else None
@@ -106,8 +116,9 @@ def evaluate(model: nn.Module, loader, device: torch.device, energy_model: str |
             counter.__enter__()
         try:
             for x, y in loader:
-                x, y = x.to(device), y.to(device)
-                out = model(x)
+                x, y = precision.input(x), y.to(device)
+                with precision.autocast():
+                    out = model(x)
                 if spiking:
                     reset_net(model)
                 correct += int((out.argmax(1) == y).sum())
@@ -171,6 +182,7 @@ def run_cell(
     r = cell if isinstance(cell, Resolved) else resolve(cell)
     c, recipe, pruner = r.cell, r.cell.recipe, r.pruner
     device = torch.device(device)
+    prec = precision_for(recipe.precision, device, recipe.memory_format)  # bf16 on a CPU without it: UsageError
     ddp = init_distributed(device)
     progress = (progress or _noop) if ddp.rank == 0 else _noop
     if recipe.batch_size % ddp.world:
@@ -186,7 +198,8 @@ def run_cell(
     steps = len(train_loader)
     total_steps = recipe.epochs * steps
 
-    model = build_model(r, DataShape.of(bundle)).to(device)
+    model = prec.model(build_model(r, DataShape.of(bundle)).to(device))
+    scaler = prec.grad_scaler()
     rounds = pruner.rounds(recipe)
     key = r.key()
     state = {"round": 0, "epoch": 0, "elapsed": 0.0, "images": 0, "history": [], "round_start_epoch": 0,
@@ -230,14 +243,15 @@ def run_cell(
             t0 = time.perf_counter()
             loss_sum, seen, correct = torch.zeros(()), 0, torch.zeros((), dtype=torch.long)
             for step, (x, y) in enumerate(train_loader):
-                x, y = x.to(device), y.to(device)
-                out = train_model(x)
-                loss = nn.functional.cross_entropy(out, y)
+                x, y = prec.input(x), y.to(device)
+                with prec.autocast():
+                    out = train_model(x)
+                loss = nn.functional.cross_entropy(out.float(), y)
                 if not torch.isfinite(loss):
                     raise CellFailed(f"non-finite loss ({loss.item()}) at round {state['round']} epoch {epoch + 1} step {step + 1}")
                 opts.zero_grad()
-                loss.backward()
-                opts.step()
+                (loss if scaler is None else scaler.scale(loss)).backward()
+                opts.step(scaler)
                 if spiking:
                     reset_net(model)
                 ctx.step += 1
@@ -253,7 +267,7 @@ def run_cell(
             broadcast_buffers(model)  # BN running stats and masks: rank 0's on every rank
             row = {"round": state["round"], "epoch": epoch + 1, "loss": float(loss_sum) / seen,
                    "train_acc": float(correct) / seen, "images_per_s": seen / dt, "lr": opts.lr(),
-                   **_validate(model, val_loader, device)}
+                   **_validate(model, val_loader, device, prec)}
             state["history"].append(row)
             progress("epoch", **row)
             stop = state["stopped"] = bool(pruner.on_epoch_end(model, ctx))
@@ -274,10 +288,10 @@ def run_cell(
 
     if val_loader is not None and not (state["history"] and "val_firing_rates" in state["history"][-1]):
         state["history"].append({"round": state["round"], "epoch": state["epoch"], "final": True,
-                                 **_validate(model, val_loader, device)})  # e.g. a run of 0 epochs
+                                 **_validate(model, val_loader, device, prec)})  # e.g. a run of 0 epochs
     val = _validation_summary(state["history"])
     test_loader = make_loader(bundle, "test", 256)
-    result = evaluate(model, test_loader, device, c.energy_model)  # test: once, here
+    result = evaluate(model, test_loader, device, c.energy_model, prec)  # test: once, here
     report = result.pop("energy")
     storage = model_storage(model, r.method.weights)
     ann_pj = _ann_reference_pj(r, bundle, test_loader)
@@ -328,11 +342,11 @@ def run_cell(
     return metrics
 
 
-def _validate(model: nn.Module, loader, device: torch.device) -> dict:
+def _validate(model: nn.Module, loader, device: torch.device, precision: Precision) -> dict:
     """Validation accuracy, mean and per-layer firing rate of one epoch's model (nothing without a split)."""
     if loader is None:
         return {}
-    v = evaluate(model, loader, device)
+    v = evaluate(model, loader, device, precision=precision)
     return {"val_acc": v["top1"], "firing_rate": v["mean_firing_rate"], "val_firing_rates": v["firing_rates"]}
 
 
