@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench import energy_overhead, speed
 from spikingjelly_lt.cell import Cell
 from spikingjelly_lt.training.trainer import run_cell
@@ -33,10 +35,22 @@ def test_energy_overhead_script_text(capsys):
 def test_speed_script_json(capsys):
     speed.main(["--archs", "resnet19", "--width", "0.125", "--batch", "4", "--size", "8",
                 "--repeats", "1", "--threads", "1", "--json"])
+    from spikingjelly_lt.hardware import bf16_supported, cpu_info
+
     row = json.loads(capsys.readouterr().out)["resnet19"]
-    assert set(row["cases"]) == {"ann/fast", "snn/spikingjelly", "snn/fast", "binw-slt/spikingjelly", "binw-slt/fast"}
+    configs = ["fp32-nchw", "fp32-cl"] + (["bf16-cl"] if bf16_supported() else [])
+    expected = {f"{m}/{c}" for m in ("ann", "snn", "binw-slt") for c in configs}
+    assert set(row["cases"]) == expected | {"snn/fp32-cl/native=False", "snn/fp32-cl/flush_denormal=True"}
     assert all(c["train_s"] > 0 and c["eval_img_s"] > 0 for c in row["cases"].values())
-    assert row["P1_fast"] > 0 and row["P2_spikingjelly"] > 0
+    c = row["cases"]
+    assert row["p2"] == c["snn/fp32-cl"]["train_s"] / (4 * c["ann/fp32-cl"]["train_s"])
+    assert row["p1"] == c["binw-slt/fp32-cl"]["train_s"] / c["snn/fp32-cl"]["train_s"]
+    assert row["snn_train_img_s"] == c["snn/fp32-cl"]["train_img_s"]
+    if bf16_supported():
+        assert row["bf16_speedup"] == pytest.approx(c["snn/bf16-cl"]["train_img_s"] / c["snn/fp32-cl"]["train_img_s"])
+    else:
+        assert row["bf16_speedup"] is None
+    assert row["cpu"] == cpu_info().model and row["flags"] == list(cpu_info().flags)
 
 
 def test_energy_overhead_script_on_a_trained_checkpoint(tmp_path, capsys):

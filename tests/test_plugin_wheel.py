@@ -101,7 +101,7 @@ print(json.dumps({"module": sjlt_random_prune.__file__, "core": spikingjelly_lt.
                            "version": VERSION}
         assert r["cell"]["pruner_class"].startswith("sjlt_random_prune.")
         described = r["metrics"]["pruner"]
-        assert described["control"] == name and described["training_runs"] == 2
+        assert described["control"] == name and described["training_runs"] == 3  # imp_rounds 2 (default): K + 1 runs
         assert described["kept"] and sum(described["kept"].values()) == sum(described["ticket_kept"].values())
         assert r["metrics"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
     assert rows["random-reinit"]["metrics"]["pruner"]["reinit_seed"] is not None

@@ -443,6 +443,18 @@ def _clip_percent(ax) -> None:
     ax.set_ylim(max(lo, 0.0), min(hi, 100.0))
 
 
+def _finish_accuracy_axes(ax, chance, title: str, xlabel: str, ylabel: str) -> None:
+    """The chance line, title, labels, [0, 100] clip, grid and legend every accuracy panel shares."""
+    if chance is not None:
+        ax.axhline(chance, color="gray", linestyle=":", linewidth=1)
+    ax.set_title(title, fontsize="medium")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    _clip_percent(ax)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small", ncols=2)
+
+
 def _marker(e: dict[str, Any]) -> str:
     return SPIKING_MARKER if e.get("spiking") else NONSPIKING_MARKER
 
@@ -750,15 +762,9 @@ def _plot_learning_curves(rows: Sequence[dict[str, Any]], table: Sequence[dict[s
             hi = [(sm.hi if sm.hi is not None else sm.mean) * 100 for _, sm in pts]
             ax.fill_between(xs, lo, hi, color=color, alpha=0.15, linewidth=0)
         chance = _chance([e for e in table if (str(e.get("arch")), str(e.get("dataset"))) == (arch, dataset)])
-        if chance is not None:
-            ax.axhline(chance, color="gray", linestyle=":", linewidth=1)
-        ax.set_title(f"{arch} / {dataset}: validation accuracy (mean over seeds, band: 95% t-interval)",
-                     fontsize="medium")
-        ax.set_xlabel("epoch (all rounds of an IMP cell in sequence)")
-        ax.set_ylabel("validation top-1 %")
-        _clip_percent(ax)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="x-small", ncols=2)
+        _finish_accuracy_axes(ax, chance, f"{arch} / {dataset}: validation accuracy (mean over seeds, band: "
+                              "95% t-interval)", "epoch (all rounds of an IMP cell in sequence)",
+                              "validation top-1 %")
     fig.savefig(path)
 
 
@@ -798,17 +804,9 @@ def _plot_accuracy_vs_energy(table: Sequence[dict[str, Any]], path: Path) -> Non
             fx = [ok[i]["energy_pj"] for i in idx]
             fy = [ok[i]["top1"] * 100 for i in idx]
             ax.step(fx, fy, where="post", color="gray", linewidth=1, alpha=0.7, label="non-dominated front")
-        chance = _chance(entries)
-        if chance is not None:
-            ax.axhline(chance, color="gray", linestyle=":", linewidth=1)
         ax.set_xscale("log")
-        ax.set_title(f"{arch} / {dataset}: accuracy vs energy (o spiking, \u25a1 not; hollow: collapsed)",
-                     fontsize="medium")
-        ax.set_xlabel("energy pJ / image (log)")
-        ax.set_ylabel("test top-1 %")
-        _clip_percent(ax)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="x-small", ncols=2)
+        _finish_accuracy_axes(ax, _chance(entries), f"{arch} / {dataset}: accuracy vs energy (o spiking, "
+                              "\u25a1 not; hollow: collapsed)", "energy pJ / image (log)", "test top-1 %")
     fig.savefig(path)
 
 
