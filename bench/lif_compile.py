@@ -12,10 +12,14 @@ medians of interleaved repeats, and checks that all three give the same spikes.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import time
+
+try:
+    from ._args import measure_or_json
+except ImportError:  # run as a script: python bench/NAME.py
+    from _args import measure_or_json
 
 
 def _plain_lif(tau: float, thr: float, alpha: float = 2.0):
@@ -80,12 +84,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shape", default="4,64,32,32,32")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=15)
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
-    res = measure(args)
-    if args.json:
-        print(json.dumps(res, indent=2))
+    args, res = measure_or_json(p, measure, argv, repeats=15)
+    if res is None:
         return
     print(f"{res['cpu']}; LIF forward+backward on {res['shape']} channels_last fp32, {args.threads} threads")
     for k, ms in res["ms"].items():
