@@ -57,7 +57,7 @@ class Profile:
                 "method_seeds": {m: list(v) for m, v in self.method_seeds.items()}, "sets": dict(self.cell)}
 
 
-_SMOKE = {
+_SMOKE = {  # the CPU recipe every small profile starts from
     "model.width": 0.25, "model.timesteps": 4, "recipe.epochs": 10,
     "recipe.batch_size": 64, "recipe.lr": 0.1, "recipe.score_lr": 0.1,
     "model.tau": 2.0, "model.v_threshold": 0.5, "model.fc_bn": True,
@@ -101,13 +101,7 @@ PROFILES: dict[str, Profile] = {
             sparsities=(0.5,),
             seeds=(0,),
             method_seeds={"binw-slt": (0, 1, 2), "bnn-lt": (0, 1, 2), "snn": (0, 1, 2)},
-            cell={
-                "model.width": 0.25, "model.timesteps": 4, "recipe.epochs": 5,
-                "recipe.batch_size": 64, "recipe.lr": 0.1, "recipe.score_lr": 0.1,
-                "model.tau": 2.0, "model.v_threshold": 0.5, "model.fc_bn": True,
-                "model.learn_bn": True, "recipe.imp_rounds": 2, "recipe.rewind_epoch": 1,
-                "data.limit_train": 6000, "recipe.val_fraction": 0.1,
-            },
+            cell={**_SMOKE, "recipe.epochs": 5, "data.limit_train": 6000},
         ),
         Profile(
             "cpu-vgg",
@@ -117,13 +111,8 @@ PROFILES: dict[str, Profile] = {
             sparsities=(0.5,),
             seeds=(0,),
             method_seeds={"binw-slt": (0, 1, 2, 3, 4), "bnn-lt": (0, 1, 2, 3, 4), "snn": (0, 1, 2)},
-            cell={
-                "model.arch": "vgg16", "model.width": CPU_VGG_WIDTH, "model.timesteps": 4,
-                "recipe.epochs": CPU_VGG_EPOCHS, "recipe.batch_size": 64, "recipe.lr": 0.1,
-                "recipe.score_lr": 0.1, "model.tau": 2.0, "model.v_threshold": 0.5,
-                "model.learn_bn": True, "recipe.imp_rounds": 2, "recipe.rewind_epoch": 1,
-                "recipe.val_fraction": 0.1,
-            },
+            cell={**_SMOKE, "model.arch": "vgg16", "model.width": CPU_VGG_WIDTH,
+                  "recipe.epochs": CPU_VGG_EPOCHS},
         ),
         Profile(
             "paper",
