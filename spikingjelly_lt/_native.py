@@ -20,13 +20,23 @@ log = logging.getLogger("spikingjelly_lt")
 
 @functools.lru_cache(maxsize=None)
 def load_kernel(name: str, source: str) -> ModuleType | None:
-    """The extension built from ``source`` (a path) as ``name``, or None where it cannot build."""
+    """The extension built from ``source`` (a path) as ``name``, or None where it cannot build.
+
+    Loading a kernel also turns on glibc heap reuse for the process
+    (:func:`~spikingjelly_lt.hardware.keep_freed_memory`): the kernels write large fresh
+    buffers inside their parallel loops, and without it every such buffer is a new ``mmap``
+    whose pages fault in there (measured 5-7x slower than the torch ops on the 2-core Xeon).
+    """
     try:
         from torch.utils.cpp_extension import load
 
-        return load(name=name, sources=[str(Path(source))], extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp"],
-                    extra_ldflags=["-fopenmp"])
+        kernel = load(name=name, sources=[str(Path(source))],
+                      extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp"], extra_ldflags=["-fopenmp"])
     except Exception as exc:  # noqa: BLE001 - no compiler, no headers: the torch path runs
         log.warning("native kernel %s unavailable (%s); using the torch path", name,
                     str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__)
         return None
+    from .hardware import keep_freed_memory
+
+    keep_freed_memory()
+    return kernel

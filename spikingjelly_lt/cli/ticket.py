@@ -196,7 +196,7 @@ def run_command(
     engine: Annotated[str, typer.Option(help="auto | int8 | bf16 | fp32: the exact integer product (auto: the fastest this CPU has).")] = "auto",
     first_layer: Annotated[str, typer.Option(help="Precision of the first conv on the real image: fp32 | bf16.")] = "fp32",
     storage: Annotated[str, typer.Option(help="Resident weights: packed (1.6 bit, unpacked per call) | int8 (kept in the engine's form).")] = "packed",
-    lif: Annotated[str, typer.Option(help="LIF membrane update: torch (elementwise ops) | native (fused C++ kernel, built on first use) | auto.")] = "torch",
+    lif: Annotated[str, typer.Option(help="LIF membrane update: torch (elementwise ops) | native (fused C++ kernel, built on first use, bit-identical) | auto (native when it builds).")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Batch size (both paths).")] = 256,
     limit_test: Annotated[int | None, typer.Option(help="Run on the first N test images only.")] = None,
     reference: Annotated[bool, typer.Option("--reference/--no-reference", help="Also check against the float64 reference (z, spikes, predictions) and trace the fp32 model's deviations.")] = True,

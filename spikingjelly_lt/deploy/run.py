@@ -176,7 +176,7 @@ def run_ticket(
     engine: str = "auto",
     first_layer: str = "fp32",
     storage: str = "packed",
-    lif: str = "torch",
+    lif: str = "auto",
     batch_size: int = 256,
     limit_test: int | None = None,
     reference: bool = True,

@@ -125,20 +125,13 @@ def _surrogate_grad_(w: torch.Tensor, kind: int, alpha: float) -> torch.Tensor:
 def _native_kernel():
     """The fused C++ kernel (``_lif_train.cpp``), built once per machine, or None.
 
-    Loading it also turns on glibc heap reuse for the process
-    (:func:`~spikingjelly_lt.hardware.keep_freed_memory`): without it every fresh output
-    buffer is a new ``mmap`` whose pages fault in inside the kernel's parallel loop, which
-    made the kernel 5-7x slower than the torch ops (measured on the 2-core Xeon).
+    Loading it turns on glibc heap reuse for the process (see :func:`.._native.load_kernel`).
     """
     from pathlib import Path
 
     from .._native import load_kernel
-    from ..hardware import keep_freed_memory
 
-    kernel = load_kernel("sjlt_lif_train", str(Path(__file__).with_name("_lif_train.cpp")))
-    if kernel is not None:
-        keep_freed_memory()
-    return kernel
+    return load_kernel("sjlt_lif_train", str(Path(__file__).with_name("_lif_train.cpp")))
 
 
 def _dense(t: torch.Tensor) -> bool:
