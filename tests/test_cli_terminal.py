@@ -57,6 +57,16 @@ def test_eta_of_cell_and_matrix():
     now[0] = 110.0
     cell, matrix = eta.cell(epochs_done=1)  # 40 s left here; 1 more cell at the measured 100 s
     assert (cell, matrix) == (40.0, 140.0)
+    now[0] = 150.0
+    eta.done()  # 2 cells of 100 s and 50 s
+    eta.start(epochs=10, rounds=1, done_epochs=6)  # resumed from a checkpoint at epoch 6 of 10
+    now[0] = 160.0
+    cell, matrix = eta.cell(epochs_done=7)  # 10 s for its one epoch here: 30 s left; 0 more cells
+    assert (cell, matrix) == (30.0, 30.0)
+    now[0] = 190.0
+    eta.cell(epochs_done=10)
+    eta.done()  # 40 s for 4 of its 10 epochs: it stands for a 100 s cell
+    assert eta.run_seconds == 250.0 and eta.finished == 3
     assert _fmt_s(3725) == "1:02:05" and _fmt_s(65) == "1:05" and _fmt_s(None) == "?"
 
 

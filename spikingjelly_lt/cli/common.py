@@ -211,29 +211,36 @@ def _fmt_s(seconds: float | None) -> str:
 
 
 class Eta:
-    """ETA of the running cell (from its finished epochs) and of the matrix (from finished cells).
+    """ETA of the running cell (from its epochs run here) and of the matrix (from finished cells).
 
-    Cells skipped on resume take no time and do not count; until one cell is done the
-    matrix ETA assumes every remaining cell costs what the running one will.
+    Cells skipped on resume take no time and do not count. A cell resumed from a checkpoint
+    at epoch k counts only the epochs it runs here: its per-epoch time, and the full-cell
+    time it stands for (elapsed scaled to all its epochs), feed the estimates. Until one
+    cell is done the matrix ETA assumes every remaining cell costs what the running one will.
     """
 
     def __init__(self, total_cells: int, clock=time.perf_counter) -> None:
         self.total, self.clock = total_cells, clock
         self.finished = 0  # cells run here (not skipped)
         self.skipped = 0
-        self.run_seconds = 0.0
+        self.run_seconds = 0.0  # full-cell equivalents of the cells finished here
         self.cell_t0: float | None = None
         self.cell_epochs = 0
+        self.cell_resumed = 0  # epochs the running cell had done before this process
+        self.cell_reached = 0  # epochs it has reached (its last progress report)
 
-    def start(self, epochs: int, rounds: int) -> None:
+    def start(self, epochs: int, rounds: int, done_epochs: int = 0) -> None:
         self.cell_t0, self.cell_epochs = self.clock(), max(1, epochs * rounds)
+        self.cell_resumed = self.cell_reached = min(max(0, done_epochs), self.cell_epochs - 1)
 
     def skip(self) -> None:
         self.skipped += 1
 
     def done(self) -> None:
         if self.cell_t0 is not None:
-            self.run_seconds += self.clock() - self.cell_t0
+            elapsed = self.clock() - self.cell_t0
+            ran = self.cell_reached - self.cell_resumed
+            self.run_seconds += elapsed * self.cell_epochs / ran if self.cell_resumed and ran > 0 else elapsed
         self.finished += 1
         self.cell_t0 = None
 
@@ -241,12 +248,13 @@ class Eta:
         """(seconds left in this cell, seconds left in the matrix)."""
         if self.cell_t0 is None:
             return None, self._rest(None)
-        elapsed = self.clock() - self.cell_t0
-        if epochs_done <= 0:
+        self.cell_reached = max(self.cell_reached, epochs_done)
+        ran = epochs_done - self.cell_resumed
+        if ran <= 0:
             return None, None
-        per_cell = elapsed / epochs_done * self.cell_epochs
-        left = per_cell - elapsed
-        return left, left + self._rest(per_cell)
+        per_epoch = (self.clock() - self.cell_t0) / ran
+        left = per_epoch * (self.cell_epochs - epochs_done)
+        return left, left + self._rest(per_epoch * self.cell_epochs)
 
     def _rest(self, per_cell: float | None) -> float | None:
         remaining = self.total - self.finished - self.skipped - (1 if self.cell_t0 is not None else 0)
@@ -312,7 +320,7 @@ def matrix_progress(total_cells: int, log_dir: Path | None = None, tensorboard: 
     with _progress(total_cells, eta) as show:
         def callback(event: str, index: int = 0, total: int = 0, **info) -> None:
             if event == "start":
-                eta.start(info["epochs"], info["rounds"])
+                eta.start(info["epochs"], info["rounds"], info.get("done_epochs", 0))
             elif event == "skip":
                 eta.skip()
             elif event == "done":

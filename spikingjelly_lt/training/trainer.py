@@ -230,7 +230,8 @@ def run_cell(
                                          "pruner": pruner.state_dict(), "timesteps": getattr(model, "timesteps", None),
                                          **state, **extra})
 
-    progress("start", config=c.to_dict(), rounds=rounds, epochs=recipe.epochs, steps=steps)
+    progress("start", config=c.to_dict(), rounds=rounds, epochs=recipe.epochs, steps=steps,
+             done_epochs=state["round"] * recipe.epochs + state["epoch"])  # > 0: resumed from a checkpoint
     while state["round"] < rounds:
         ctx.round, ctx.epoch, ctx.step = state["round"], state["epoch"], state["epoch"] * steps
         if state["epoch"] == state["round_start_epoch"]:
