@@ -237,10 +237,11 @@ def test_cli_ticket_run_json_and_errors(smoke_ticket, capsys, monkeypatch):
     assert row["engine"] == "fp32" and row["images"] == 64 and row["checks"] is None
     assert row["images_per_s_engine"] > 0 and row["images_per_s_model"] > 0
     assert set(row["cpu"]) >= {"model", "flags", "torch_capability"}
+    assert row["model_memory_format"] == "channels_last"  # the fp32 model runs in the layout it trained in
     ckpt = smoke_ticket.replace(".sjlt", ".pt")  # a trainer checkpoint runs as well
     code, out, _ = run_cli(["ticket", "run", ckpt, "--limit-test", "16", "--no-reference", "--json"], capsys,
                            monkeypatch)
-    assert code == 0 and json.loads(out)["images"] == 16
+    assert code == 0 and json.loads(out)["images"] == 16 and json.loads(out)["model_memory_format"] == "channels_last"
     code, out, err = run_cli(["ticket", "run", str(smoke_ticket), "--engine", "int4"], capsys, monkeypatch)
     assert code == 2 and "unknown engine 'int4'" in err and len(err.strip().splitlines()) <= 2
 

@@ -219,7 +219,7 @@ def run_command(
     eb, mb = r["resident_bytes_engine"], r["resident_bytes_model"]
     table.add_row(f"engine {r['engine']} ({r['storage']}, first layer {r['first_layer']}, LIF {r['lif']})",
                   f"{100 * r['top1_engine']:.2f}", f"{r['images_per_s_engine']:.1f}", f"{eb['weights']:,}")
-    table.add_row("fp32 model", f"{100 * r['top1_model']:.2f}", f"{r['images_per_s_model']:.1f}", f"{mb['weights']:,}")
+    table.add_row(f"fp32 model ({r['model_memory_format']})", f"{100 * r['top1_model']:.2f}", f"{r['images_per_s_model']:.1f}", f"{mb['weights']:,}")
     out_console.print(table)
     lines = [f"speed-up {r['speedup']:.2f}x, weights {r['weight_ratio']:.1f}x smaller "
              f"(all resident tensors {r['total_ratio']:.1f}x)",

@@ -48,14 +48,22 @@ def _dataset_of(cell: dict | None) -> str | None:
     return cell.get("dataset") or (cell.get("data") or {}).get("dataset")
 
 
+def _layout_of(cell: dict | None) -> str:
+    """The layout the cell trained and evaluated in (``recipe.memory_format``; cells from
+    before the field ran NCHW)."""
+    cell = cell or {}
+    fmt = cell.get("memory_format") or (cell.get("recipe") or {}).get("memory_format")  # flat or nested
+    return fmt if fmt in ("channels_last", "contiguous") else "contiguous"
+
+
 def _spec_dict(spec) -> dict:
     keys = ("arch", "method", "num_classes", "in_channels", "input_size")
     return {k: getattr(spec, k, None) for k in keys}
 
 
 def load_model(source: str | os.PathLike, data_dir: str | None = None) -> tuple[nn.Module, dict, str | None]:
-    """``(fp32 model, {arch, method, num_classes, in_channels, input_size}, data set)`` of a
-    ticket file or a trainer checkpoint."""
+    """``(fp32 model, {arch, method, num_classes, in_channels, input_size, memory_format},
+    data set)`` of a ticket file or a trainer checkpoint."""
     path = Path(source)
     if path.is_dir():
         raise UsageError(f"{path} is a directory (expected a .sjlt ticket or a trainer checkpoint)")
@@ -65,11 +73,12 @@ def load_model(source: str | os.PathLike, data_dir: str | None = None) -> tuple[
         from ..ticket import read_ticket
 
         ticket = read_ticket(path)
-        return ticket.build(), _spec_dict(ticket.spec()), _dataset_of(ticket.header.get("cell"))
+        cell = ticket.header.get("cell")
+        return ticket.build(), {**_spec_dict(ticket.spec()), "memory_format": _layout_of(cell)}, _dataset_of(cell)
     from ..ticket import model_from_checkpoint
 
     model, spec, cell = model_from_checkpoint(path, data_dir)
-    return model.eval(), _spec_dict(spec), _dataset_of(cell)
+    return model.eval(), {**_spec_dict(spec), "memory_format": _layout_of(cell)}, _dataset_of(cell)
 
 
 class _SpikeTap:
@@ -198,7 +207,8 @@ def run_ticket(
     if shape != want:
         raise UsageError(f"data set {name!r} has {shape[0]} classes, {shape[1]} channels, {shape[2]}px input; "
                          f"the model needs {want[0]}, {want[1]}, {want[2]}px")
-    model = model.cpu().eval()
+    layout = torch.channels_last if spec["memory_format"] == "channels_last" else torch.contiguous_format
+    model = model.cpu().eval().to(memory_format=layout)  # the fp32 model as the product runs it
     t_engine = t_model = 0.0
     correct_e = correct_m = agree = total = 0
     checks = {"engine_vs_reference": {}, "model_vs_reference": {}}
@@ -211,7 +221,7 @@ def run_ticket(
                 pe = net(x).argmax(1)
                 t_engine += time.perf_counter() - start
             else:
-                pm = _model_logits(model, x).argmax(1)
+                pm = _model_logits(model, x.contiguous(memory_format=layout)).argmax(1)
                 t_model += time.perf_counter() - start
         correct_e += int((pe == y).sum())
         correct_m += int((pm == y).sum())
@@ -253,6 +263,7 @@ def run_ticket(
         "first_layer": first_layer,
         "storage": storage,
         "lif": net.lif,
+        "model_memory_format": spec["memory_format"],
         "cpu": info.to_dict(),
         "top1_engine": correct_e / max(total, 1),
         "top1_model": correct_m / max(total, 1),
