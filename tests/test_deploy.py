@@ -115,8 +115,8 @@ def test_integer_outputs_equal_float64_for_every_layer(arch, size):
     model = _tiny(arch, size=size)
     x = torch.randn(6, 1, size, size, generator=torch.Generator().manual_seed(2))
     logits = {}
-    configs = [(e, "packed") for e in ENGINES_HERE] + [(ENGINES_HERE[-1], "int8")]
-    for engine, storage in configs:
+    configs = [(e, "packed") for e in ENGINES_HERE + ["fp16"]] + [(ENGINES_HERE[-1], "int8")]
+    for engine, storage in configs:  # fp16: CUDA's engine, the same code on the CPU
         net = compile_model(model, engine=engine, storage=storage)
         record: dict = {}
         logits[engine, storage] = net(x, record=record)
@@ -163,8 +163,64 @@ def test_bf16_engine_stays_exact_beyond_256():
     assert exact.max() == 261
     plain = F.conv2d(s.bfloat16(), torch.ones(4, 29, 3, 3, dtype=torch.bfloat16), padding=1).double()
     assert plain.max() != 261  # 261 needs 9 significant bits; bf16 has 8
-    for engine in ENGINES_HERE:
+    for engine in ENGINES_HERE + ["fp16"]:
         assert torch.equal(_Engine(engine, "fp32", None)._z01(op, s).double(), exact), engine
+
+
+def test_fp16_engine_stays_exact_beyond_2048():
+    """fp16 holds integers to 2048: 229 channels x 9 = 2061 needs two groups."""
+    q = torch.ones(2, 229, 3, 3, dtype=torch.int8)
+    op = IntConv("c", Ternary.of(q, 0.5, "int8"), (1, 1), (1, 1), _affine(0.5, None, None, 2))
+    s = torch.ones(1, 229, 4, 4, dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+    exact = F.conv2d(s.double(), q.double(), padding=1)
+    assert exact.max() == 2061
+    assert F.conv2d(s.half(), q.half(), padding=1).double().max() != 2061  # plain fp16 rounds it
+    assert torch.equal(_Engine("fp16", "fp32", None)._z01(op, s).double(), exact)
+
+
+def test_device_and_engine_choice_for_cuda(monkeypatch):
+    """The CUDA engine choice (no GPU needed): fp16 by default, no int8, bf16 only where the GPU has it."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert choose_engine("auto", device="cuda") == "fp16"
+    assert choose_engine("fp32", device="cuda:1") == "fp32"
+    with pytest.raises(UsageError, match="CPU only"):
+        choose_engine("int8", device="cuda")
+    with pytest.raises(UsageError, match="bf16"):
+        choose_engine("bf16", device="cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert choose_engine("bf16", device="cuda") == "bf16"
+    model = _tiny("resnet19")
+    with pytest.raises(UsageError, match="unknown device 'tpu0'"):
+        compile_model(model, device="tpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="no CUDA GPU"):
+            compile_model(model, device="cuda")
+
+
+def test_first_call_check_falls_back_then_refuses(monkeypatch):
+    """The GPU path's self-check (run here on the CPU): an inexact conv under 'cuDNN' is rerun
+    without it; inexact both ways is an error, not a silently wrong engine."""
+    from spikingjelly_lt.deploy import engine as E
+
+    model = _tiny("resnet19")
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    want = compile_model(model, engine="fp32")(x)
+    real = E._Engine._z01
+
+    def off_by_one_with_cudnn(self, op, s):
+        z = real(self, op, s)
+        return z if self.no_cudnn or op.name != "body.1.conv2" else z.add_(1)
+
+    monkeypatch.setattr(E._Engine, "_z01", off_by_one_with_cudnn)
+    net = compile_model(model, engine="fp32")
+    net.verified = False  # as on a GPU
+    assert torch.equal(net(x), want) and net.verified and net.no_cudnn
+
+    monkeypatch.setattr(E._Engine, "_z01", lambda self, op, s: real(self, op, s).add_(op.name == "body.1.conv2"))
+    net = compile_model(model, engine="fp32")
+    net.verified = False
+    with pytest.raises(UsageError, match="not exact for layer body.1.conv2"):
+        net(x)
 
 
 def test_bnn_act_lt_pm1_inputs_exact_and_deviations_traced():

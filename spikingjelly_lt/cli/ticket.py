@@ -193,10 +193,11 @@ def run_command(
     ticket_file: Annotated[Path, typer.Argument(help="Ticket file (.sjlt) or trainer checkpoint.")],
     dataset: Annotated[str | None, typer.Option(help="Data set to run on (default: the ticket's).")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Folder with cifar-10-batches-py / cifar-100-python.")] = None,
-    engine: Annotated[str, typer.Option(help="auto | int8 | bf16 | fp32: the exact integer product (auto: the fastest this CPU has).")] = "auto",
+    engine: Annotated[str, typer.Option(help="auto | int8 | bf16 | fp16 | fp32: the exact integer product (auto: the fastest this CPU has; fp16 on CUDA).")] = "auto",
     first_layer: Annotated[str, typer.Option(help="Precision of the first conv on the real image: fp32 | bf16.")] = "fp32",
     storage: Annotated[str, typer.Option(help="Resident weights: packed (1.6 bit, unpacked per call) | int8 (kept in the engine's form).")] = "packed",
     lif: Annotated[str, typer.Option(help="LIF membrane update: torch (elementwise ops) | native (fused C++ kernel, built on first use, bit-identical) | auto (native when it builds).")] = "auto",
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | auto (both paths run there; a GPU checks the engine's sums against float64 on its first call).")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Batch size (both paths).")] = 256,
     limit_test: Annotated[int | None, typer.Option(help="Run on the first N test images only.")] = None,
     reference: Annotated[bool, typer.Option("--reference/--no-reference", help="Also check against the float64 reference (z, spikes, predictions) and trace the fp32 model's deviations.")] = True,
@@ -208,7 +209,8 @@ def run_command(
 
     err_console.print(f"running {ticket_file} ...")
     r = run_ticket(ticket_file, dataset=dataset, data_dir=data_dir, engine=engine, first_layer=first_layer,
-                   storage=storage, lif=lif, batch_size=batch_size, limit_test=limit_test, reference=reference)
+                   storage=storage, lif=lif, device=device, batch_size=batch_size, limit_test=limit_test,
+                   reference=reference)
     if as_json:
         typer.echo(dump_json(r))
         return

@@ -17,6 +17,7 @@ program in float64 (the exactness yardstick).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +49,10 @@ log = logging.getLogger("spikingjelly_lt")
 
 STORAGE = ("packed", "int8")
 FIRST_LAYER = ("fp32", "bf16")
-_BF16_EXACT = 256  # bf16 holds every integer up to 2^8 exactly
+# every integer up to these magnitudes is exact in the dtype: a grouped engine keeps each
+# partial sum within it, so the sum is exact whatever precision the convolution accumulates in
+_EXACT_UP_TO = {torch.bfloat16: 256, torch.float16: 2048}
+_GROUPED = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _CL = torch.channels_last
 
 
@@ -65,6 +69,10 @@ class Affine:
     def __post_init__(self) -> None:
         self.scale = self.scale64.to(torch.float32)
         self.bias = self.bias64.to(torch.float32)
+
+    def to(self, device: torch.device) -> None:
+        self.scale64, self.bias64 = self.scale64.to(device), self.bias64.to(device)
+        self.scale, self.bias = self.scale.to(device), self.bias.to(device)
 
 
 @dataclass
@@ -87,6 +95,9 @@ class Ternary:
     @property
     def bytes(self) -> int:
         return self.data.numel() * self.data.element_size() + 4  # + alpha (fp32)
+
+    def to(self, device: torch.device) -> None:
+        self.data = self.data.to(device)
 
 
 @dataclass
@@ -313,6 +324,18 @@ def _plan(model: nn.Module, storage: str) -> tuple[Stem, list[Op]]:
 # -- the two backends: engine (fp32 / integer) and float64 reference ---------------------
 
 
+@contextlib.contextmanager
+def _exact_algorithms(no_cudnn: bool):
+    """Convolutions without cuDNN where asked (a GPU): PyTorch's own im2col + GEMM kernels
+    then sum the products plainly, exact within the grouped bound; cuDNN may choose
+    Winograd or FFT algorithms, which transform the operands and round."""
+    if not no_cudnn:
+        yield
+        return
+    with torch.backends.cudnn.flags(enabled=False):
+        yield
+
+
 @dataclass
 class _Bin:
     """Binary activations ``[M, ...]``: uint8 in {0, 1}; ``pm1``: they stand for 2 b - 1."""
@@ -336,8 +359,10 @@ class _Engine:
     dtype = torch.float32
 
     def __init__(self, engine: str, first_layer: str, record: dict | None, fuse: bool = True,
-                 lif: str = "torch") -> None:
+                 lif: str = "torch", no_cudnn: bool = False) -> None:
         self.engine, self.first_layer, self.record, self.fuse, self.lif = engine, first_layer, record, fuse, lif
+        self.no_cudnn = no_cudnn  # GPU: the convolutions avoid cuDNN (see CompiledNet._verify)
+        self.inexact: list[str] | None = None  # a list: check every integer conv against float64
 
     # layers
     def stem(self, op: Stem, x: torch.Tensor) -> torch.Tensor:
@@ -346,7 +371,8 @@ class _Engine:
         if self.first_layer == "bf16":
             y = F.conv2d(x.bfloat16(), w.bfloat16().contiguous(memory_format=_CL), None, op.stride, op.padding).float()
         else:
-            y = F.conv2d(x, w.contiguous(memory_format=_CL), None, op.stride, op.padding)
+            with torch.backends.cudnn.flags(enabled=not self.no_cudnn, allow_tf32=False):  # a GPU: fp32, not TF32
+                y = F.conv2d(x, w.contiguous(memory_format=_CL), None, op.stride, op.padding)
         return y.mul_(op.affine.scale.view(1, -1, 1, 1)).add_(op.affine.bias.view(1, -1, 1, 1))
 
     def _conv_weight(self, op: IntConv, kind: str):
@@ -360,9 +386,10 @@ class _Engine:
             w = torch.ops.onednn.qconv_prepack(q.contiguous(), torch.ones(o), 1.0, 0, list(op.stride),
                                                list(op.padding), [1, 1], 1, None)
             w = (w, torch.ones(o), torch.zeros(o, dtype=torch.int64))
-        elif kind == "bf16":
-            per = max(1, _BF16_EXACT // (q.shape[2] * q.shape[3]))
-            w = [(c, min(c + per, q.shape[1]), q[:, c:c + per].to(torch.bfloat16).contiguous(memory_format=_CL))
+        elif kind in _GROUPED:
+            dtype = _GROUPED[kind]
+            per = _EXACT_UP_TO[dtype] // (q.shape[2] * q.shape[3])  # >= 1: compile_model checks the kernel
+            w = [(c, min(c + per, q.shape[1]), q[:, c:c + per].to(dtype).contiguous(memory_format=_CL))
                  for c in range(0, q.shape[1], per)]
         else:
             w = q.to(torch.float32).contiguous(memory_format=_CL)
@@ -378,20 +405,22 @@ class _Engine:
             return torch.ops.onednn.qconv2d_pointwise(s, 1.0, 0, pw, ones, zp, None, list(op.stride),
                                                       list(op.padding), [1, 1], 1, 1.0, 0, torch.float32,
                                                       "none", [], "")
-        if self.engine == "bf16":
-            sb = s.to(torch.bfloat16)
+        if self.engine in _GROUPED:
+            sb = s.to(_GROUPED[self.engine])
             z = None
-            for c0, c1, wg in w:
-                part = F.conv2d(sb[:, c0:c1], wg, None, op.stride, op.padding).float()
-                z = part if z is None else z.add_(part)
+            with _exact_algorithms(self.no_cudnn):
+                for c0, c1, wg in w:
+                    part = F.conv2d(sb[:, c0:c1], wg, None, op.stride, op.padding).float()
+                    z = part if z is None else z.add_(part)
             return z
-        return F.conv2d(s.to(torch.float32), w, None, op.stride, op.padding)
+        with _exact_algorithms(self.no_cudnn):
+            return F.conv2d(s.to(torch.float32), w, None, op.stride, op.padding)
 
     def _border(self, op: IntConv, h: int, w: int) -> torch.Tensor:
         """conv(1, q) over the valid (unpadded) positions: the -1 half of a +-1 input."""
         key = ("border", h, w)
         if key not in op.cache:
-            ones = torch.ones(1, op.weight.shape[1], h, w, dtype=torch.float64)
+            ones = torch.ones(1, op.weight.shape[1], h, w, dtype=torch.float64, device=op.weight.data.device)
             op.cache[key] = F.conv2d(ones, op.weight.q().double(), None, op.stride, op.padding).float()
         return op.cache[key]
 
@@ -418,6 +447,12 @@ class _Engine:
         z = self._z01(op, a.t)
         if a.pm1:  # conv(2b - 1, q) = 2 conv(b, q) - conv(1, q)
             z = z.mul_(2).sub_(self._border(op, a.t.shape[2], a.t.shape[3]))
+        if self.inexact is not None:
+            s = a.t.double() * 2 - 1 if a.pm1 else a.t.double()
+            with _exact_algorithms(True):
+                ref = F.conv2d(s, op.weight.q().double(), None, op.stride, op.padding)
+            if not torch.equal(z.double(), ref):
+                self.inexact.append(op.name)
         if self.record is not None:
             self.record.setdefault(op.name, {})["z"] = z.clone()
         return z.mul_(op.affine.scale.view(1, -1, 1, 1)).add_(op.affine.bias.view(1, -1, 1, 1))
@@ -436,8 +471,10 @@ class _Engine:
                     op.cache[key] = w
             z = torch.ops.onednn.qlinear_pointwise(x.contiguous(), 1.0, 0, w[0], w[1], w[2], None, 1.0, 0,
                                                    torch.float32, "none", [], "")
-        else:  # fp32 matmul: exact for integer sums below 2^24
+        elif x.device.type == "cpu":  # fp32 matmul: exact for integer sums below 2^24
             z = x.to(torch.float32) @ q.to(torch.float32).t()
+        else:  # a GPU may run fp32 matmuls in TF32: float64 is exact there (and these layers are small)
+            z = (x.to(torch.float64) @ q.to(torch.float64).t()).to(torch.float32)
         hw = a.hw if isinstance(a, _Count) else 1
         if a.pm1:  # sum of +-1 over hw positions = 2 count - hw
             z = z.mul_(2).sub_(float(hw) * q.to(torch.float32).sum(1))
@@ -502,7 +539,7 @@ class _Engine:
         else:
             m = flat.numel() if const else flat.numel() // steps
             xs = flat.view(1 if const else steps, m)
-            out = torch.empty((steps, m), dtype=torch.bool)
+            out = torch.empty((steps, m), dtype=torch.bool, device=x.device)
             if self.lif == "native":
                 native_lif().lif_forward(xs.contiguous(), out, op.tau, op.v_threshold,
                                          0.0 if op.v_reset is None else op.v_reset, op.decay_input,
@@ -537,11 +574,11 @@ def _lif_block(op: Neuron, xs: torch.Tensor, out: torch.Tensor, a: int, b: int, 
     steps = out.shape[0]
     n = b - a
     if len(scratch) < 3 or scratch[0].numel() < n:
-        scratch[:] = [torch.empty(max(n, _CHUNK), dtype=torch.float32) for _ in range(3)]
+        scratch[:] = [torch.empty(max(n, _CHUNK), dtype=torch.float32, device=xs.device) for _ in range(3)]
     v, h, tmp = (t[:n] for t in scratch)
     reset = 0.0 if op.v_reset is None else op.v_reset
     v.fill_(reset)
-    tau = torch.tensor(op.tau, dtype=torch.float32)
+    tau = torch.tensor(op.tau, dtype=torch.float32, device=xs.device)
     for t in range(steps):
         xt = (xs[0] if xs.shape[0] == 1 else xs[t])[a:b]
         d = v if reset == 0.0 else torch.sub(v, reset, out=tmp)
@@ -574,7 +611,7 @@ def _lif_fp32(op: Neuron, xs: torch.Tensor, out: torch.Tensor) -> None:
     global _POOL
     m = out.shape[1]
     workers = torch.get_num_threads()
-    if m <= 2 * _CHUNK or workers == 1:
+    if m <= 2 * _CHUNK or workers == 1 or xs.device.type != "cpu":  # a GPU runs each op over the whole layer
         _lif_block(op, xs, out, 0, m, [])
         return
     blocks = [(a, min(a + _CHUNK, m)) for a in range(0, m, _CHUNK)]
@@ -686,6 +723,16 @@ def _run(stem: Stem, ops: list[Op], T: int | None, x: torch.Tensor, be: _Engine)
     return be.readout(ops[-1], value, steps)
 
 
+def _int_layers(ops: list[Op]) -> list[IntConv | IntLinear]:
+    out: list[IntConv | IntLinear] = []
+    for op in ops:
+        if isinstance(op, Block):
+            out += [op.conv1, op.conv2] + ([op.shortcut] if op.shortcut else [])
+        elif isinstance(op, (IntConv, IntLinear)):
+            out.append(op)
+    return out
+
+
 def net_neurons(ops: list[Op]) -> list[Neuron]:
     out: list[Neuron] = []
     for op in ops:
@@ -700,14 +747,29 @@ def net_neurons(ops: list[Op]) -> list[Neuron]:
 
 
 class CompiledNet(nn.Module):
-    """The exact integer inference net of one ticket (eval only, CPU)."""
+    """The exact integer inference net of one ticket (eval only; CPU, or a CUDA GPU)."""
 
     def __init__(self, stem: Stem, ops: list[Op], timesteps: int | None, engine: str, first_layer: str,
-                 storage: str, source_model: nn.Module | None = None, lif: str = "torch") -> None:
+                 storage: str, source_model: nn.Module | None = None, lif: str = "torch",
+                 device: str | torch.device = "cpu") -> None:
         super().__init__()
         self.stem, self.ops, self.timesteps = stem, ops, timesteps
         self.engine, self.first_layer, self.storage, self.lif = engine, first_layer, storage, lif
+        self.device = torch.device(device)
         self._fp32_weight_count = weight_count(source_model) if source_model is not None else None
+        # the CPU engines are exact by construction and tested; a GPU's first call checks itself
+        self.verified = self.device.type == "cpu"
+        self.no_cudnn = False
+        if self.device.type != "cpu":
+            for layer in [*self.layers(), self.stem]:
+                layer.affine.to(self.device)
+                if isinstance(layer.weight, Ternary):
+                    layer.weight.to(self.device)
+            if not isinstance(self.stem.weight, Ternary):
+                self.stem.weight = self.stem.weight.to(self.device)
+
+    def _engine(self, record: dict | None) -> _Engine:
+        return _Engine(self.engine, self.first_layer, record, lif=self.lif, no_cudnn=self.no_cudnn)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
@@ -716,17 +778,38 @@ class CompiledNet(nn.Module):
         The readout sums its exact integer products over T before the one affine map,
         so equal integer sums give equal logits (ties stay ties) on every engine.
         """
-        return _run(self.stem, self.ops, self.timesteps, x.cpu(),
-                    _Engine(self.engine, self.first_layer, record, lif=self.lif))
+        x = x.to(self.device)
+        if not self.verified:
+            self._verify(x)
+        return _run(self.stem, self.ops, self.timesteps, x, self._engine(record))
+
+    def _verify(self, x: torch.Tensor) -> None:
+        """Check every integer convolution of one real call against float64 on the device.
+
+        A GPU library may pick an algorithm that transforms the operands (cuDNN's Winograd
+        or FFT) and rounds. On a mismatch the convolutions run without cuDNN (plain im2col +
+        GEMM, exact within the grouped bound) and are checked again; a second mismatch is an
+        error, never a silently inexact engine.
+        """
+        for attempt in ("cudnn", "no cudnn"):
+            be = self._engine(None)
+            be.inexact = []
+            _run(self.stem, self.ops, self.timesteps, x[:2], be)
+            if not be.inexact:
+                self.verified = True
+                log.info("engine %s on %s: every integer convolution equals float64 (%s)", self.engine,
+                         self.device, attempt)
+                return
+            if self.no_cudnn:
+                break
+            log.warning("engine %s on %s: layers %s inexact with cuDNN; running them without it", self.engine,
+                        self.device, ", ".join(be.inexact[:3]))
+            self.no_cudnn = True
+        raise UsageError(f"engine {self.engine} on {self.device} is not exact for layer {be.inexact[0]} "
+                         "(its sums differ from float64); use --engine fp32 or run on the CPU")
 
     def layers(self) -> list[IntConv | IntLinear]:
-        out: list[IntConv | IntLinear] = []
-        for op in self.ops:
-            if isinstance(op, Block):
-                out += [op.conv1, op.conv2] + ([op.shortcut] if op.shortcut else [])
-            elif isinstance(op, (IntConv, IntLinear)):
-                out.append(op)
-        return out
+        return _int_layers(self.ops)
 
     def neurons(self) -> list[Neuron]:
         return net_neurons(self.ops)
@@ -767,6 +850,7 @@ def compile_model(
     first_layer: str = "fp32",
     storage: str = "packed",
     lif: str = "auto",
+    device: str | torch.device = "cpu",
 ) -> CompiledNet:
     """Compile a loaded binary-weight spiking (or sign) model into a :class:`CompiledNet`.
 
@@ -774,7 +858,9 @@ def compile_model(
     the real-image stem in ``fp32`` or ``bf16``; ``storage``: resident ``q`` ``packed``
     (1.6 bit, unpacked per call) or ``int8`` (the engine's own form, kept); ``lif``: the
     membrane update in ``torch`` ops, the fused C++ kernel (``native``, built on first use;
-    bit-identical, 4-10x faster), or ``auto`` (the default: native when it builds).
+    bit-identical, 4-10x faster), or ``auto`` (the default: native when it builds); ``device``:
+    ``cpu``, ``cuda[:N]`` (engines fp16 / bf16 / fp32, torch-op LIF; the first call checks every
+    integer convolution against float64 there) or ``auto`` (cuda when there is one).
     """
     if first_layer not in FIRST_LAYER:
         raise UsageError(f"unknown first-layer precision {first_layer!r}; valid: {', '.join(FIRST_LAYER)}")
@@ -782,6 +868,17 @@ def compile_model(
         raise UsageError(f"unknown weight storage {storage!r}; valid: {', '.join(STORAGE)}")
     if lif not in LIF_KERNELS:
         raise UsageError(f"unknown LIF kernel {lif!r}; valid: {', '.join(LIF_KERNELS)}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N, auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {device} asked for, but torch sees no CUDA GPU here; use --device cpu")
+    chosen = choose_engine(engine, device=device)
+    if device.type != "cpu":
+        lif = "torch"  # the native kernel is C++ for the CPU
     if lif != "torch":
         if native_lif() is None:
             if lif == "native":
@@ -789,7 +886,6 @@ def compile_model(
             lif = "torch"
         else:
             lif = "native"
-    chosen = choose_engine(engine)
     was_training = model.training
     model.eval()
     try:
@@ -799,10 +895,17 @@ def compile_model(
     timesteps = getattr(model, "timesteps", None)
     if timesteps is None and any(n.kind != "sign" for n in net_neurons(ops)):
         raise UsageError("a model without timesteps must use sign activations (bnn-act-lt)")
-    net = CompiledNet(stem, ops, timesteps, chosen, first_layer, storage, model, lif)
+    if chosen in _GROUPED:
+        bound = _EXACT_UP_TO[_GROUPED[chosen]]
+        for layer in _int_layers(ops):
+            if isinstance(layer, IntConv) and (k := math.prod(layer.weight.shape[2:])) > bound:
+                raise UsageError(f"layer {layer.name}: a {layer.weight.shape[2]}x{layer.weight.shape[3]} kernel sums "
+                                 f"{k} products per channel, beyond {bound} (exact in {chosen}); use --engine fp32")
+    net = CompiledNet(stem, ops, timesteps, chosen, first_layer, storage, model, lif, device)
     info = cpu_info()
-    log.info("compiled %d integer layers, engine %s (%s; %s), storage %s, LIF %s", len(net.layers()), chosen,
-             info.model, " ".join(info.flags) or "no special flags", storage, lif)
+    where = f"{info.model}; {' '.join(info.flags) or 'no special flags'}" if device.type == "cpu" else str(device)
+    log.info("compiled %d integer layers, engine %s (%s), storage %s, LIF %s", len(net.layers()), chosen, where,
+             storage, lif)
     return net
 
 
@@ -810,7 +913,8 @@ def compile_model(
 def reference_forward(net: CompiledNet, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """float64 logits of ``net``'s program and per-layer records (``z``; neurons: ``h``, ``spikes``)."""
     record: dict = {}
-    logits = _run(net.stem, net.ops, net.timesteps, x.cpu(), _Reference(record))
+    with _exact_algorithms(net.device.type != "cpu"):  # float64 on a GPU: plain GEMM kernels too
+        logits = _run(net.stem, net.ops, net.timesteps, x.to(net.device), _Reference(record))
     return logits, record
 
 

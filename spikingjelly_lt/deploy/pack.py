@@ -41,4 +41,15 @@ def unpack_ternary(packed: torch.Tensor, shape: tuple[int, ...] | torch.Size) ->
     n = 1
     for d in shape:
         n *= int(d)
-    return _TABLE.index_select(0, packed.to(torch.int32)).reshape(-1)[:n].reshape(tuple(shape))
+    table = _TABLE if packed.device.type == "cpu" else _table_on(packed.device)
+    return table.index_select(0, packed.to(torch.int32)).reshape(-1)[:n].reshape(tuple(shape))
+
+
+_TABLES: dict = {}
+
+
+def _table_on(device: torch.device) -> torch.Tensor:
+    """The lookup table on ``device`` (packed weights kept on a GPU unpack there)."""
+    if device not in _TABLES:
+        _TABLES[device] = _TABLE.to(device)
+    return _TABLES[device]

@@ -109,6 +109,7 @@ def _model_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def compare_batch(net: CompiledNet, model: nn.Module, x: torch.Tensor, tol: float = TRACE_TOL) -> dict:
     """Engine, fp32 model and float64 reference on one batch: exactness and traced deviations."""
+    x = x.to(net.device)
     record: dict = {}
     logits_e = net(x, record=record)
     logits_r, ref = reference_forward(net, x)
@@ -121,7 +122,7 @@ def compare_batch(net: CompiledNet, model: nn.Module, x: torch.Tensor, tol: floa
     n_img = x.shape[0]
     steps = net.timesteps or 1
     z_bad = sum(int(not torch.equal(record[k]["z"].double(), ref[k]["z"])) for k in ref if "z" in ref[k])
-    spike_bad_images = torch.zeros(n_img, dtype=torch.bool)
+    spike_bad_images = torch.zeros(n_img, dtype=torch.bool, device=net.device)
     for nrn in neurons:
         e, r = record[nrn.name]["spikes"], ref[nrn.name]["spikes"]
         diff = (e != r).reshape(steps, n_img, -1).any(2).any(0)
@@ -129,7 +130,7 @@ def compare_batch(net: CompiledNet, model: nn.Module, x: torch.Tensor, tol: floa
     # the fp32 model's deviations, traced to the first differing layer and step
     margins: list[float | None] = [None] * n_img
     first_layers: dict[str, int] = {}
-    assigned = torch.zeros(n_img, dtype=torch.bool)
+    assigned = torch.zeros(n_img, dtype=torch.bool, device=net.device)
     for nrn in neurons:
         m_out = tap.out.get(nrn.name)
         if m_out is None:
@@ -186,6 +187,7 @@ def run_ticket(
     first_layer: str = "fp32",
     storage: str = "packed",
     lif: str = "auto",
+    device: str = "cpu",
     batch_size: int = 256,
     limit_test: int | None = None,
     reference: bool = True,
@@ -200,7 +202,7 @@ def run_ticket(
         raise UsageError(f"{source} records no data set; pass --dataset")
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
-    net = compile_model(model, engine=engine, first_layer=first_layer, storage=storage, lif=lif)
+    net = compile_model(model, engine=engine, first_layer=first_layer, storage=storage, lif=lif, device=device)
     bundle = load_dataset(name, data_dir, limit_test=limit_test)
     shape = (bundle.num_classes, bundle.in_channels, bundle.input_size)
     want = (spec.get("num_classes"), spec.get("in_channels"), spec.get("input_size"))
@@ -208,20 +210,25 @@ def run_ticket(
         raise UsageError(f"data set {name!r} has {shape[0]} classes, {shape[1]} channels, {shape[2]}px input; "
                          f"the model needs {want[0]}, {want[1]}, {want[2]}px")
     layout = torch.channels_last if spec["memory_format"] == "channels_last" else torch.contiguous_format
-    model = model.cpu().eval().to(memory_format=layout)  # the fp32 model as the product runs it
+    model = model.to(net.device).eval().to(memory_format=layout)  # the fp32 model as the product runs it
+    sync = torch.cuda.synchronize if net.device.type == "cuda" else (lambda: None)
     t_engine = t_model = 0.0
     correct_e = correct_m = agree = total = 0
     checks = {"engine_vs_reference": {}, "model_vs_reference": {}}
     disagreements: list[dict] = []
     for b, (x, y) in enumerate(make_loader(bundle, "test", batch_size)):
+        x, y = x.to(net.device), y.to(net.device)
         order = (0, 1) if b % 2 == 0 else (1, 0)  # interleave which path runs first
         for which in order:
+            sync()
             start = time.perf_counter()
             if which == 0:
                 pe = net(x).argmax(1)
+                sync()
                 t_engine += time.perf_counter() - start
             else:
                 pm = _model_logits(model, x.contiguous(memory_format=layout)).argmax(1)
+                sync()
                 t_model += time.perf_counter() - start
         correct_e += int((pe == y).sum())
         correct_m += int((pm == y).sum())
@@ -263,6 +270,7 @@ def run_ticket(
         "first_layer": first_layer,
         "storage": storage,
         "lif": net.lif,
+        "device": str(net.device),
         "model_memory_format": spec["memory_format"],
         "cpu": info.to_dict(),
         "top1_engine": correct_e / max(total, 1),
