@@ -160,7 +160,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_model_args(p, width=1.0)
     p.add_argument("--sparsity", type=float, default=0.5)
-    p.add_argument("--engines", default="auto", help="comma list of auto|int8|bf16|fp32")
+    p.add_argument("--engines", default="auto", help="comma list of auto|int8|bf16|fp16|fp32")
     p.add_argument("--storages", default="packed,int8", help="comma list of packed|int8")
     p.add_argument("--lif", default="auto", help="torch | native | auto (native when it builds)")
     args, res = measure_or_json(p, measure, argv, repeats=3)
