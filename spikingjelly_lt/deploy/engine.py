@@ -336,6 +336,14 @@ def _exact_algorithms(no_cudnn: bool):
         yield
 
 
+def _z_float64(op: IntConv, a: _Bin) -> torch.Tensor:
+    """The yardstick: ``conv(s, q)`` in float64 (``s`` the {0, 1} or +-1 activations)."""
+    s = a.t.double()
+    if a.pm1:
+        s = 2 * s - 1
+    return F.conv2d(s, op.weight.q().double(), None, op.stride, op.padding)
+
+
 @dataclass
 class _Bin:
     """Binary activations ``[M, ...]``: uint8 in {0, 1}; ``pm1``: they stand for 2 b - 1."""
@@ -370,6 +378,8 @@ class _Engine:
         x = x.to(torch.float32).contiguous(memory_format=_CL)
         if self.first_layer == "bf16":
             y = F.conv2d(x.bfloat16(), w.bfloat16().contiguous(memory_format=_CL), None, op.stride, op.padding).float()
+        elif x.device.type == "cpu":
+            y = F.conv2d(x, w.contiguous(memory_format=_CL), None, op.stride, op.padding)
         else:
             with torch.backends.cudnn.flags(enabled=not self.no_cudnn, allow_tf32=False):  # a GPU: fp32, not TF32
                 y = F.conv2d(x, w.contiguous(memory_format=_CL), None, op.stride, op.padding)
@@ -448,11 +458,9 @@ class _Engine:
         if a.pm1:  # conv(2b - 1, q) = 2 conv(b, q) - conv(1, q)
             z = z.mul_(2).sub_(self._border(op, a.t.shape[2], a.t.shape[3]))
         if self.inexact is not None:
-            s = a.t.double() * 2 - 1 if a.pm1 else a.t.double()
             with _exact_algorithms(True):
-                ref = F.conv2d(s, op.weight.q().double(), None, op.stride, op.padding)
-            if not torch.equal(z.double(), ref):
-                self.inexact.append(op.name)
+                if not torch.equal(z.double(), _z_float64(op, a)):
+                    self.inexact.append(op.name)
         if self.record is not None:
             self.record.setdefault(op.name, {})["z"] = z.clone()
         return z.mul_(op.affine.scale.view(1, -1, 1, 1)).add_(op.affine.bias.view(1, -1, 1, 1))
@@ -641,10 +649,7 @@ class _Reference(_Engine):
         return y * op.affine.scale64.view(1, -1, 1, 1) + op.affine.bias64.view(1, -1, 1, 1)
 
     def conv(self, op: IntConv, a: _Bin) -> torch.Tensor:
-        s = a.t.double()
-        if a.pm1:
-            s = 2 * s - 1
-        z = F.conv2d(s, op.weight.q().double(), None, op.stride, op.padding)
+        z = _z_float64(op, a)
         self.record.setdefault(op.name, {})["z"] = z
         return z * op.affine.scale64.view(1, -1, 1, 1) + op.affine.bias64.view(1, -1, 1, 1)
 
