@@ -131,6 +131,11 @@ def test_claims_table_pairs_by_seed_and_voids_collapsed_energy(tmp_path):
     assert claims[("snn", "energy_pj")]["n"] == 1  # seed 0's snn collapsed: no energy data point
     assert claims[("snn", "top1")]["n"] == 2 and claims[("snn", "top1")]["verdict"] == "undecided at n=2"
     assert claims[("bnn-act-lt", "top1")]["verdict"] == "not run"
+    # a method that ran but collapsed on every seed is named, not reported as not run
+    gone = claims_table([*rows, _row("bnn-act-lt", 0, 0.1, 5.0, collapsed=True)])
+    verdicts = {(c["b"], c["metric"]): c["verdict"] for c in gone}
+    assert verdicts[("bnn-act-lt", "energy_pj")] == "no data: bnn-act-lt collapsed"
+    assert verdicts[("bnn-act-lt", "top1")] == "undecided at n=1"
     table = {e["method"]: e for e in matrix_table(rows)}
     assert table["snn"]["n_collapsed"] == 1 and table["snn"]["energy_x_ann_n"] == 1
     assert table["binw-slt"]["energy_x_snn_n"] == 2  # seed 0's saving is against a collapsed SNN

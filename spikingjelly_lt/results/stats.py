@@ -214,21 +214,36 @@ def paired_table(rows: Sequence[dict], metrics: Sequence[str] = ("top1", "energy
 def claims_table(rows: Sequence[dict], claims: Sequence[Claim] = CLAIMS) -> list[dict[str, Any]]:
     """Each paper claim with our paired difference, its 95 % interval and the verdict (design 5).
 
-    A claim whose methods did not both run (with a shared seed) reads 'not run'.
+    A claim whose methods did not both run (with a shared seed) reads 'not run'; an energy
+    claim whose pairs all involve a collapsed cell reads 'no data: M collapsed'.
     """
     rows = list(rows)
     out = []
     for claim in claims:
-        entries = [e for e in compare(rows, claim.a, claim.b, claim.metric) if e["n"] > 0]
+        paired_entries = compare(rows, claim.a, claim.b, claim.metric)
+        entries = [e for e in paired_entries if e["n"] > 0]
         if not entries:
+            gone = _all_collapsed(rows, (claim.a, claim.b)) if paired_entries else []
             out.append({"claim": claim.text, "a": claim.a, "b": claim.b, "metric": claim.metric,
                         "direction": claim.direction, "arch": None, "dataset": None, "sparsity": None,
                         "n": 0, "mean": None, "std": None, "ci95": None, "lo": None, "hi": None, "seeds": [],
-                        "a_mean": None, "b_mean": None, "verdict": "not run"})
+                        "a_mean": None, "b_mean": None,
+                        "verdict": f"no data: {', '.join(gone)} collapsed" if gone else "not run"})
             continue
         for e in entries:
             s = Summary(e["mean"], e["std"], e["n"], e["ci95"], e["lo"], e["hi"])
             out.append({"claim": claim.text, "direction": claim.direction, **e, "verdict": verdict(s, claim.direction)})
+    return out
+
+
+def _all_collapsed(rows: Sequence[dict], methods: Sequence[str]) -> list[str]:
+    """Those of ``methods`` that ran and whose every done row is flagged collapsed."""
+    out = []
+    for m in methods:
+        flags = [bool((r.get("metrics") or {}).get("collapsed")) for r in rows
+                 if r.get("status", "done") == "done" and _flat(r.get("config")).get("method") == m]
+        if flags and all(flags):
+            out.append(m)
     return out
 
 
