@@ -201,3 +201,13 @@ def test_supermask_eval_weight_is_reused_until_the_scores_change(scope, monkeypa
     reset_net(model)
     model(x)
     assert len(calls) == 2 * len(layers) and all(m._kept is None for m in layers)
+
+
+def test_every_result_names_the_cpu_model_and_its_fast_path_flags(monkeypatch):
+    from spikingjelly_lt import hardware
+    from spikingjelly_lt.training.metrics import environment
+
+    monkeypatch.setattr(hardware, "_proc_cpuinfo", lambda: ("AMD EPYC 9R14", frozenset({"avx512f", "avx512_bf16", "sse2"})))
+    env = environment(torch.device("cpu"))
+    assert env["cpu"] == "AMD EPYC 9R14"  # not platform.processor()'s bare "x86_64"
+    assert env["cpu_flags"] == ["avx512f", "avx512_bf16"]  # only the flags that pick a path

@@ -192,3 +192,15 @@ def test_snn_saving_filled_from_merged_rows():
     assert filled[1]["metrics"]["energy_x_snn"] == 3.0
     assert filled[2]["metrics"].get("energy_x_snn") is None  # no baseline of that width
     assert rows[1]["metrics"]["energy_x_snn"] is None  # input untouched
+
+
+def test_report_says_which_cpu_and_commits_recorded_the_runs():
+    from spikingjelly_lt.results.report import environment_lines
+
+    env = {"cpu": "AMD EPYC", "torch": "2.13.0+cpu", "threads": 2, "device": "cpu"}
+    rows = [{"env": {**env, "commit": "abc1234"}}, {"env": {**env, "commit": "def5678"}},
+            {"env": {**env, "cpu": "x86_64", "commit": "abc1234"}}]
+    lines = environment_lines(rows)
+    assert lines[0] == "Recorded on:" and len(lines) == 3
+    assert lines[1] == "- 2 run(s): AMD EPYC, cpu, 2 threads, torch 2.13.0+cpu; commits abc1234, def5678"
+    assert "x86_64 (CPU model not recorded" in lines[2] and lines[2].startswith("- 1 run(s)")

@@ -835,6 +835,27 @@ def _plot_time_vs_sparsity(table: Sequence[dict[str, Any]], path: Path) -> None:
     fig.savefig(path)
 
 
+def environment_lines(rows: Sequence[dict]) -> list[str]:
+    """'Recorded on' lines: runs per (CPU, torch, threads, device), with their commits.
+
+    Speed and time-to-ticket figures hold for one CPU family only; rows written before the
+    CPU model was recorded say the bare architecture (``x86_64``).
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        env = r.get("env") or {}
+        key = (env.get("cpu", "?"), env.get("torch", "?"), env.get("threads", "?"), env.get("device", "?"))
+        groups.setdefault(key, []).append(env)
+    lines = ["Recorded on:"]
+    for (cpu, torch_v, threads, device), envs in groups.items():
+        if cpu in ("x86_64", "aarch64", "", "?"):
+            cpu = f"{cpu or '?'} (CPU model not recorded by that version)"
+        commits = sorted({str(e.get("commit", "?")) for e in envs})
+        lines.append(f"- {len(envs)} run(s): {cpu}, {device}, {threads} threads, torch {torch_v}; "
+                     f"commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}")
+    return lines
+
+
 def claims_markdown(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """The claims table: claim, pair, where, n, our difference [95 % CI], verdict."""
     from .stats import claims_table, format_difference
@@ -938,6 +959,8 @@ def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
             f"{len(rows)} runs: {counts['done']} done, {counts['failed']} failed, "
             f"{counts['running']} running or interrupted."
         ),
+        "",
+        *environment_lines(rows),
         "",
         "## Matrix",
         "",

@@ -104,13 +104,17 @@ def environment(device: torch.device) -> dict:
         except md.PackageNotFoundError:
             return "unknown"
 
+    from ..hardware import cpu_info
+
+    cpu = cpu_info()
     return {
         "torch": torch.__version__,
         "spikingjelly": version("spikingjelly"),
         "spikingjelly_lt": version("spikingjelly-lt"),
         "python": platform.python_version(),
         "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu.model,  # speed figures hold for one CPU family only
+        "cpu_flags": list(cpu.flags),
         "threads": torch.get_num_threads(),
         "host_cpus": os.cpu_count(),
         "commit": _commit(),
