@@ -57,6 +57,11 @@ def test_bench_table_and_report(tmp_path, capsys, monkeypatch):
     assert code == 0, err
     assert "slt" in out and "top-1 %" in out and "saving × SNN" in out
     assert (tmp_path / "rep" / "report.md").is_file() and (tmp_path / "rep" / "energy.png").stat().st_size > 0
+    # a later subset run into the same file reports the whole file, not the subset
+    code, _, err = run_cli(["bench", "--methods", "ann", "--results", str(db), "--report", str(tmp_path / "rep"), *TINY],
+                           capsys, monkeypatch)
+    assert code == 0, err
+    assert "3 runs: 3 done" in (tmp_path / "rep" / "report.md").read_text()
     rows = ResultStore(db).rows()
     slt = next(r for r in rows if r["config"]["method"] == "slt")
     snn = next(r for r in rows if r["config"]["method"] == "snn")
