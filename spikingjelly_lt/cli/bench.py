@@ -142,13 +142,14 @@ def bench_command(
     if not is_main():
         return
     hashes = {o.hash for o in outcomes}
-    rows = [r for r in store.rows() if r["config_hash"] in hashes]
+    stored = store.rows()
+    rows = [r for r in stored if r["config_hash"] in hashes]
     if report:
         from ..results.report import build_report
 
         # the whole results file, as `sjlt report RESULTS` would: a --methods subset run into a
         # shared file must not leave a report of that subset only
-        err_console.print(f"report: {build_report(store.rows(), report)}")
+        err_console.print(f"report: {build_report(stored, report)}")
     if as_json:
         from ..results.report import matrix_table
         from ..results.stats import claims_table, paired_table
