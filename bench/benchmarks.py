@@ -1,15 +1,25 @@
-"""asv benchmarks: error, energy, search cost and throughput of spikingjelly-lt per commit.
+"""asv benchmarks: error, energy, memory, search cost and speed of spikingjelly-lt per commit.
 
 Grid: arch x method (``ARCHS`` x ``METHODS``), width 0.125, digits-sized inputs (1x8x8),
-batch 32, T = 4.
+batch 32, T = 4. The methods: ``ann`` (dense ReLU net), ``snn`` (dense LIF net),
+``binw-slt`` (BinW-SLT: a supermask searched over frozen binary weights, nothing
+trained), ``snn-imp`` (SNN lottery ticket by iterative magnitude pruning, Kim et al.).
 
-- ``TrainStep.time_train_step`` / ``TrainStep.peakmem_train_step`` / ``EvalStep.time_eval_step``:
-  one optimizer step / one inference pass on a fixed random batch.
-- ``TrainedCell.track_*``: error (%), energy (pJ per image), time to ticket (s) and model
-  size (bits), all from ONE short seeded training run per (arch, method) on ``digits``,
-  done once in ``setup_cache``. Training is seeded and deterministic on CPU, so error,
-  energy and size are exact fingerprints of the numerics: any change between two
-  commits is a real change. The run is far too short to be an accuracy claim.
+Two kinds of benchmark, told apart by name (``scripts/asv_gate.py`` relies on it):
+
+- **timings**, ``time_*`` (asv measures seconds, many samples; judged with a noise band):
+  ``TrainStep.time_train_step``, ``EvalStep.time_eval_step``; and one wall-clock value
+  that is reported but never gated: ``TrainedCell.track_time_to_ticket``.
+- **deterministic metrics**, every other ``track_*`` (compared exactly: any change is
+  a change of the numerics, not noise): ``TrainStep.track_step_memory`` (bytes of
+  weights + activations saved for backward in one train step), and from ONE short
+  seeded training run per (arch, method) on ``digits`` (done once in ``setup_cache``):
+  ``TrainedCell.track_error`` (100 - top-1, %), ``track_energy_pj`` (pJ per image),
+  ``track_model_bits``. The run is far too short to be an accuracy claim.
+
+Every benchmark carries a ``pretty_name`` (what the dashboard and ``asv compare`` show:
+what, unit, which way is better) and a docstring (the dashboard's tooltip). Values are
+rounded to what they resolve (no ``130499.00500000002``).
 
 Environment knobs (read at import, so they also shape what asv discovers):
 
@@ -17,6 +27,9 @@ Environment knobs (read at import, so they also shape what asv discovers):
 - ``SJLT_ASV_ARCHS`` / ``SJLT_ASV_METHODS``: comma lists that override the grid.
 - ``SJLT_ASV_THREADS``: torch intra-op threads (default 1: the steadiest numbers on a
   shared machine).
+- ``SJLT_ASV_SLOWDOWN=2``: TEST ONLY. Every ``time_*`` benchmark sleeps (factor - 1) x
+  its own duration after each call, i.e. runs ``factor`` times slower; the gate's
+  self-test (``scripts/asv_gate.py selftest``) uses it to prove a 2x slowdown is caught.
 
 See docs/asv.md for how to run the suite.
 """
@@ -24,6 +37,7 @@ See docs/asv.md for how to run the suite.
 from __future__ import annotations
 
 import math
+import time
 import os
 import traceback
 
@@ -40,6 +54,7 @@ def _grid(var: str, full: tuple[str, ...], quick: tuple[str, ...]) -> tuple[str,
 ARCHS = _grid("SJLT_ASV_ARCHS", ("resnet19", "vgg16"), ("vgg16",))
 METHODS = _grid("SJLT_ASV_METHODS", ("ann", "snn", "binw-slt", "snn-imp"), ("snn", "binw-slt"))
 THREADS = int(os.environ.get("SJLT_ASV_THREADS", "1"))
+SLOWDOWN = float(os.environ.get("SJLT_ASV_SLOWDOWN", "") or 1.0)  # test only, see the module docstring
 
 # the step benchmarks: digits-sized input, small width, the design's default T
 WIDTH = 0.125
@@ -128,42 +143,102 @@ class _StepFixture:
             self.model(self.x)
         reset_net(self.model)
 
+    def step_memory(self) -> dict[str, int]:
+        """Bytes of the weights (parameters + buffers) and of the activations autograd
+        saves for backward in one train-mode forward pass of the fixed batch.
+
+        Counted per storage (a tensor saved twice, or a weight autograd saves, counts
+        once), so the number is the model's own memory for one step, independent of the
+        interpreter, torch's allocator and whatever else the process holds (which is
+        what a peak-RSS number is mostly made of).
+        """
+        import torch
+        import torch.nn.functional as F
+
+        from spikingjelly_lt._sj import reset_net
+
+        def storages(tensors) -> dict[int, int]:
+            return {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+
+        weights = storages(list(self.model.parameters()) + list(self.model.buffers()))
+        saved: dict[int, int] = {}
+
+        def pack(t):
+            st = t.untyped_storage()
+            saved[st.data_ptr()] = st.nbytes()
+            return t
+
+        self.model.train()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = F.cross_entropy(self.model(self.x), self.y)
+        del loss
+        reset_net(self.model)
+        activations = {ptr: n for ptr, n in saved.items() if ptr not in weights}
+        return {"weights": sum(weights.values()), "activations": sum(activations.values())}
+
+
+def _slowed(step) -> None:
+    """Run step(); under SJLT_ASV_SLOWDOWN=f (test only) take f times as long."""
+    if SLOWDOWN <= 1.0:
+        step()
+        return
+    t0 = time.perf_counter()
+    step()
+    time.sleep((SLOWDOWN - 1.0) * (time.perf_counter() - t0))
+
 
 class TrainStep:
-    """Forward + cross-entropy + backward + optimizer step + reset_net, batch 32."""
+    """One optimizer step of the (arch, method) net on a fixed random batch of 32
+    1x8x8 images, T = 4: forward, cross-entropy, backward, optimizer step, reset_net."""
 
     params = (ARCHS, METHODS)
     param_names = ("arch", "method")
     timeout = 180
-    warmup_time = 0.5
-    repeat = (1, 10, 5.0)  # min repeats, max repeats, max seconds per benchmark
+    warmup_time = 0.3
+    # samples per asv run: at least 5, at most 20, at most 3 s of them; a step takes
+    # 10-50 ms, so `number` (calls per sample) comes out as 1
+    repeat = (5, 20, 3.0)
 
     def setup(self, arch: str, method: str) -> None:
         self.fx = _StepFixture(arch, method)
         self.fx.train_step()  # first call allocates; keep it out of the timings
 
     def time_train_step(self, arch: str, method: str) -> None:
-        self.fx.train_step()
+        """Wall time of one train step (s per step, batch 32, T = 4; lower is better)."""
+        _slowed(self.fx.train_step)
 
-    def peakmem_train_step(self, arch: str, method: str) -> None:
-        self.fx.train_step()
+    time_train_step.pretty_name = "train step time: s per step of batch 32, T=4 [lower is better]"
+
+    def track_step_memory(self, arch: str, method: str) -> int:
+        """Bytes of one train step's model memory: weights (parameters + buffers) plus the
+        activations autograd saves for backward (batch 32, T = 4; lower is better).
+        Deterministic: any change is a change of the model or of what it keeps."""
+        mem = self.fx.step_memory()
+        return int(mem["weights"] + mem["activations"])
+
+    track_step_memory.unit = "bytes"
+    track_step_memory.pretty_name = "train step memory: weights + saved activations, bytes [lower is better]"
 
 
 class EvalStep:
-    """One inference pass (no grad, eval mode) + reset_net, batch 32."""
+    """One inference pass (eval mode, no grad) + reset_net of the (arch, method) net on
+    a fixed random batch of 32 1x8x8 images, T = 4."""
 
     params = (ARCHS, METHODS)
     param_names = ("arch", "method")
     timeout = 180
-    warmup_time = 0.5
-    repeat = (1, 10, 5.0)
+    warmup_time = 0.3
+    repeat = (5, 20, 3.0)
 
     def setup(self, arch: str, method: str) -> None:
         self.fx = _StepFixture(arch, method)
         self.fx.eval_step()
 
     def time_eval_step(self, arch: str, method: str) -> None:
-        self.fx.eval_step()
+        """Wall time of one inference pass (s per batch of 32, T = 4; lower is better)."""
+        _slowed(self.fx.eval_step)
+
+    time_eval_step.pretty_name = "inference time: s per batch of 32, T=4 [lower is better]"
 
 
 _KEYS = ("top1", "energy_pj", "time_to_ticket_s", "model_bytes", "weight_bits", "sparsity",
@@ -193,7 +268,10 @@ def _finite(value, what: str) -> float:
 
 
 class TrainedCell:
-    """Metrics of one short digits training run per (arch, method) (see CELL)."""
+    """Metrics of one short seeded training run per (arch, method) on digits: 2 epochs
+    over 1,024 training images, all 360 test images (IMP: one prune-rewind round).
+    Seeded and deterministic on CPU, so error, energy and bits are exact fingerprints
+    of the numerics; far too short to be an accuracy claim."""
 
     params = (ARCHS, METHODS)
     param_names = ("arch", "method")
@@ -213,21 +291,34 @@ class TrainedCell:
         self.cell = cell
 
     def track_error(self, cells: dict, arch: str, method: str) -> float:
-        return 100.0 * (1.0 - _finite(self.cell["top1"], "top1"))
+        """Test error = 100 - top-1 accuracy, in % of the 360 digits test images, after
+        the short training run (lower is better; chance is 90 %)."""
+        return round(100.0 * (1.0 - _finite(self.cell["top1"], "top1")), 2)
 
     track_error.unit = "%"
+    track_error.pretty_name = "test error: 100 - top-1 %, digits after 2 epochs [lower is better]"
 
     def track_energy_pj(self, cells: dict, arch: str, method: str) -> float:
-        return _finite(self.cell["energy_pj"], "energy_pj")
+        """Inference energy per test image in picojoules (horowitz45 model: 45 nm
+        operation costs x counted operations; lower is better)."""
+        return round(_finite(self.cell["energy_pj"], "energy_pj"), 3)
 
     track_energy_pj.unit = "pJ/image"
+    track_energy_pj.pretty_name = "energy: pJ per image, horowitz45 [lower is better]"
 
     def track_time_to_ticket(self, cells: dict, arch: str, method: str) -> float:
-        return _finite(self.cell["time_to_ticket_s"], "time_to_ticket_s")
+        """Training wall time until the ticket exists, in seconds (IMP: all rounds;
+        lower is better). One wall-clock sample per run: shown, never gated."""
+        return round(_finite(self.cell["time_to_ticket_s"], "time_to_ticket_s"), 3)
 
     track_time_to_ticket.unit = "s"
+    track_time_to_ticket.pretty_name = "time to ticket: s of training until the ticket exists [lower is better, wall clock]"
 
-    def track_model_bits(self, cells: dict, arch: str, method: str) -> float:
-        return 8.0 * _finite(self.cell["model_bytes"], "model_bytes")
+    def track_model_bits(self, cells: dict, arch: str, method: str) -> int:
+        """Bits to ship the weights that run: each prunable layer in its cheapest
+        stored format (dense or mask + values; a binary weight is 1 bit), other floating
+        parameters and buffers 32 bits (energy.storage.model_storage; lower is better)."""
+        return int(round(8.0 * _finite(self.cell["model_bytes"], "model_bytes")))
 
     track_model_bits.unit = "bits"
+    track_model_bits.pretty_name = "model size: bits to ship the weights that run [lower is better]"

@@ -1,0 +1,33 @@
+"""asv plugin (asv.conf.json "plugins"): key an existing environment by its Python version.
+
+asv 0.6 names an ``environment_type: "existing"`` environment after the interpreter's
+full path (``existing-py_work_main_.venv_bin_python``). That name is part of every
+results file name and of the key ``asv compare`` matches results by, so two clones of
+the same commit benchmarked with their own ``.venv`` land in separate series and never
+compare. This plugin names it ``existing-py<major.minor>`` instead (plus any tagged
+environment variables, as asv does), so the key is: machine (``asv machine``) +
+Python version. Benchmarking two different environments on one machine under one key
+mixes them: give such a setup its own machine name (``asv machine --machine NAME``).
+
+asv imports the plugin by name with the current directory on ``sys.path`` (the leading
+dot in ``".scripts.asv_stable_env"``), so run asv from the repository root, as
+docs/asv.md says.
+"""
+
+from __future__ import annotations
+
+
+def stable_name(env) -> str:
+    from asv import environment
+
+    return environment.get_env_name(env.tool_name, env._python, {}, env._tagged_env_vars)
+
+
+def setup() -> None:
+    """Called by asv's plugin manager when it imports this module."""
+    from asv import environment
+
+    cls = environment.ExistingEnvironment
+    if not getattr(cls, "_sjlt_stable_name", False):
+        cls.name = property(stable_name)
+        cls._sjlt_stable_name = True
