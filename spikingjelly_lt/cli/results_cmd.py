@@ -1,4 +1,4 @@
-"""``sjlt results export|merge|show`` and ``sjlt report``."""
+"""``sjlt results export|merge|show|verify`` and ``sjlt report``."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ app.add_typer(results_app, name="results")
 
 
 def _open(path: Path):
+    """Open an existing results file read-only (reports and exports never write it)."""
     from ..results.store import ResultStore
 
     check_input_file(path, "results file")
-    return ResultStore(path, create=False)
+    return ResultStore(path, readonly=True)
 
 
 @results_app.command("export")
@@ -59,11 +60,11 @@ def merge_command(
     setup_logging()
     for s in sources:
         check_input_file(s, "results file")
-        ResultStore(s, create=False).close()  # every source readable before the destination is touched
+        ResultStore(s, readonly=True).close()  # every source readable before the destination is touched
     check_output_file(out, "merged results file")
     same = [s for s in sources if out.exists() and s.samefile(out)]
     stats = merge(sources, out)
-    with ResultStore(out, create=False) as dest:
+    with ResultStore(out, readonly=True) as dest:
         total = dest.count()
     if as_json:
         typer.echo(dump_json({"sources": [str(s) for s in sources], "out": str(out), "added": stats.added,
@@ -150,6 +151,34 @@ def _show_row(row: dict, as_json: bool) -> None:
                          ("baselines", described.get("baselines"))):
         if value:
             out_console.print(f"{label}: {value}", highlight=False, soft_wrap=True)
+
+
+@results_app.command("verify")
+def verify_command(
+    results: Annotated[Path, typer.Argument(help="SQLite results file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print only JSON.")] = False,
+) -> None:
+    """Check a results file: SQLite's integrity check and every row's checksum. Exit 0 when
+    all is sound, 1 when rows (or pages) are damaged (their hashes are listed), 2 when FILE
+    is missing or not a results file."""
+    with _open(results) as store:
+        found = store.verify()
+    sound = found["integrity"] == ["ok"] and not found["damaged"]
+    if as_json:
+        typer.echo(dump_json(found | {"sound": sound}))
+    else:
+        integrity = "ok" if found["integrity"] == ["ok"] else "; ".join(found["integrity"][:5])
+        line = (f"{results}: schema {found['schema_version']}, integrity {integrity}; {found['rows']} row(s): "
+                f"{found['ok']} ok, {len(found['damaged'])} damaged")
+        if found["unchecked"]:
+            line += f" ({found['unchecked']} ok row(s) from an older version carry no checksum)"
+        typer.echo(line)
+        for d in found["damaged"]:
+            typer.echo(f"damaged row {d['config_hash']}: {d['problem']}")
+        if not sound:
+            typer.echo("rerun damaged cells with `sjlt bench ... --rerun`, or restore the file from a copy")
+    if not sound:
+        raise typer.Exit(1)
 
 
 @app.command("report")
