@@ -157,17 +157,17 @@ def test_a_done_row_is_never_overwritten_by_interrupt_or_fail(tmp_path, caplog):
 
 def test_keep_alive_refreshes_the_claim_and_stops_cleanly(tmp_path, monkeypatch):
     db = tmp_path / "r.db"
-    mine, other = ResultStore(db, claim_ttl_s=0.6), ResultStore(db, claim_ttl_s=0.6)
+    mine, other = ResultStore(db, claim_ttl_s=1.0), ResultStore(db, claim_ttl_s=1.0)
     h = mine.claim(CELL)
     raised = []
     monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args))
     with mine.keep_alive(h, every_s=0.1) as keeper:
-        time.sleep(1.0)
+        time.sleep(1.5)
         assert other.claim(CELL) is None  # older than the TTL, but beating
         assert keeper.alive and keeper.beats >= 3
         assert mine.heartbeat(h)
     assert not keeper.alive
-    time.sleep(0.7)
+    time.sleep(1.1)
     assert other.claim(CELL) == h  # no keeper: the claim expired
     assert not mine.heartbeat(h)
     # the claim taken over: the keeper notices and ends by itself

@@ -398,7 +398,7 @@ class ClaimKeeper:
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
-        wait = self.every_s
+        wait, failing = self.every_s, False
         try:
             while not self._stop.wait(wait):
                 try:
@@ -409,13 +409,15 @@ class ClaimKeeper:
                     if not self._beat(conn):
                         return
                     self.beats += 1
-                    wait = self.every_s
+                    wait, failing = self.every_s, False
                 except Exception as exc:  # noqa: BLE001 - never into the main thread; try again soon
-                    if isinstance(exc, sqlite3.Error) and _is_locked(exc) or wait < self.every_s:
+                    locked = isinstance(exc, sqlite3.Error) and _is_locked(exc)
+                    if locked or failing:
                         log.debug("%s: heartbeat of cell %s failed (%s); trying again", self.path, self.hash, exc)
                     else:  # the first failure of a streak that is not just another writer's lock
                         log.warning("%s: could not refresh the claim on cell %s (%s); trying again", self.path,
                                     self.hash, exc)
+                    failing = failing or not locked
                     wait = min(self.every_s, 1.0)
         except BaseException as exc:  # noqa: BLE001 - interpreter shutdown and the like: end quietly
             log.debug("claim keeper of %s stopped: %r", self.hash, exc)
