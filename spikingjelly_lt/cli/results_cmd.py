@@ -158,9 +158,11 @@ def verify_command(
     results: Annotated[Path, typer.Argument(help="SQLite results file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON.")] = False,
 ) -> None:
-    """Check a results file: SQLite's integrity check and every row's checksum. Exit 0 when
-    all is sound, 1 when rows (or pages) are damaged (their hashes are listed), 2 when FILE
-    is missing or not a results file."""
+    """Check a results file: SQLite's integrity check and every row's checksum.
+
+    Exit 0 when all is sound, 1 when rows (or pages) are damaged (their hashes are listed),
+    2 when FILE is missing or not a results file.
+    """
     with _open(results) as store:
         found = store.verify()
     sound = found["integrity"] == ["ok"] and not found["damaged"]
