@@ -46,7 +46,7 @@ class ModelSpec:
 
     arch: str = knob("resnet19", "architecture (any registered: `sjlt plugins`)")
     width: float = knob(0.25, "channel width multiplier", lo=0.0, hi=4.0, lo_open=True)
-    timesteps: int = knob(4, "time steps T of a spiking network", lo=1, conditional=True)
+    timesteps: int = knob(4, "time steps T of a spiking network", lo=1, hi=4096, conditional=True)
     tau: float = knob(2.0, "LIF membrane time constant (Kim et al. use 4/3)", lo=1.0, conditional=True)
     v_threshold: float = knob(1.0, "firing threshold of spiking neurons", lo=0.0, lo_open=True, conditional=True)
     lif_impl: str = knob("fast", "LIF implementation: fast (one fused op over T) | spikingjelly (its LIFNode)",
@@ -66,11 +66,13 @@ class ModelSpec:
 class Recipe:
     """How the cell trains and how its pruner searches the ticket."""
 
-    epochs: int = knob(10, "epochs per training run (per pruning round)", lo=0)
+    epochs: int = knob(10, "epochs per training run (per pruning round)", lo=0, hi=100_000)
     batch_size: int = knob(64, "training batch size", lo=1)
-    precision: str = knob("fp32", "compute precision of training and evaluation: fp32 | bf16 (autocast; "
-                                  "membranes, BN statistics, loss and optimizer stay fp32; bf16 needs a CPU "
-                                  "with avx512_bf16 or amx_bf16, or a GPU)", choices=("fp32", "bf16"))
+    precision: str = knob("fp32", "compute precision of training and evaluation: fp32 (exact fp32, TF32 off "
+                                  "on GPUs) | bf16 (autocast; membranes, BN statistics, loss and optimizer stay "
+                                  "fp32; needs a CPU with avx512_bf16 or amx_bf16, or a GPU) | fp16 (CUDA, "
+                                  "autocast + gradient scaling) | tf32 (CUDA: fp32 with TF32 matmuls and "
+                                  "convolutions)", choices=("fp32", "bf16", "fp16", "tf32"))
     memory_format: str = knob("channels_last", "layout of image tensors and conv weights: channels_last "
                                                "(oneDNN's fast path) | contiguous (NCHW)",
                               choices=("channels_last", "contiguous"))

@@ -78,7 +78,8 @@ def bf16_supported(device: str | torch.device = "cpu") -> bool:
     """
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        # including_emulation=False: a V100 / T4 "supports" bf16 only by emulation (slower than fp16)
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     info = cpu_info()
     return info.mkldnn and (info.has("avx512_bf16") or info.has("amx_bf16"))
 

@@ -8,6 +8,7 @@ cell (marked ``interrupted`` on Ctrl-C / SIGTERM) continues from its last epoch 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 
 from .methods import Resolved
 from .results.store import ResultStore
-from .training.distributed import dist_info, is_main
+from .training.distributed import dist_info
 from .training.metrics import environment
 from .training.trainer import CellFailed, run_cell
 
@@ -35,18 +36,48 @@ class CellOutcome:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device a ``--device`` value names, with an index on CUDA.
+
+    ``auto``: this rank's GPU (``cuda:LOCAL_RANK``) when CUDA is available, else the CPU.
+    ``cuda``: the same without the fallback. ``cuda:N``: that GPU; under torchrun with more
+    than one process a fixed index would put every rank on one GPU, so it is refused.
+    """
     from .errors import UsageError
 
+    info = dist_info()
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", dist_info().local_rank)
+            return torch.device("cuda", info.local_rank)
         return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device {name!r} requested but CUDA is not available; valid: auto, cpu")
     try:
-        return torch.device(name)
+        dev = torch.device(name)
     except RuntimeError:
         raise UsageError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {name!r} requested but CUDA is not available; valid: auto, cpu")
+        if dev.index is None:
+            return torch.device("cuda", info.local_rank)
+        if info.enabled:
+            raise UsageError(f"device {name!r} under torchrun ({info.world} processes) would put every rank on "
+                             f"GPU {dev.index}; use --device cuda or auto (each rank takes cuda:LOCAL_RANK)")
+        if dev.index >= torch.cuda.device_count():
+            raise UsageError(f"device {name!r}: this machine has {torch.cuda.device_count()} GPU(s); "
+                             f"valid: cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type != "cpu":
+        raise UsageError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
+    return dev
+
+
+def cell_failure_reason(cell: Resolved, exc: BaseException) -> str:
+    """One line saying what went wrong in ``cell`` and what to try."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    c = cell.cell
+    name = f"{c.method} seed {c.seed} sparsity {c.sparsity:g}"
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in first.lower():
+        return (f"{name}: out of memory ({first}); try a smaller recipe.batch_size (now {c.recipe.batch_size}), "
+                f"model.timesteps (now {c.model.timesteps}) or model.width, or recipe.precision=bf16")
+    return f"{name}: {type(exc).__name__}: {first}"
 
 
 def _snn_energy(store: ResultStore, cell: Resolved) -> float | None:
@@ -77,9 +108,23 @@ def _mark_interrupted(store: ResultStore, h: str) -> None:
             signal.signal(signal.SIGINT, previous)
 
 
+def _decide(store: ResultStore | None, cell: Resolved, env: dict, rerun: bool, ckpt: Path) -> str:
+    """Rank 0's decision for one cell: ``run`` (claimed for this process), ``done`` or ``claimed``
+    (another live process runs it). On ``--rerun`` the old checkpoint goes before anyone resumes it."""
+    if store is None:
+        return "run"
+    if not rerun and store.is_done(cell.hash):
+        return "done"
+    if store.claim(cell.key(), env, cell.describe(), force=rerun) is None:
+        return "done" if store.is_done(cell.hash) else "claimed"
+    if rerun and ckpt.exists():
+        ckpt.unlink()
+    return "run"
+
+
 def run_matrix(
     cells: list[Resolved],
-    store: ResultStore,
+    store: ResultStore | None,
     *,
     data_dir: str | None = None,
     device: torch.device,
@@ -88,46 +133,88 @@ def run_matrix(
     progress=None,
     env_extra: dict | None = None,
 ) -> list[CellOutcome]:
-    """Run every cell not yet done; returns one outcome per cell, in order."""
+    """Run every cell not yet done; returns one outcome per cell, in order.
+
+    Each cell is claimed in the store before it runs (one owner per cell: a second process
+    on the same file skips a cell another live process is running). Under torchrun only
+    rank 0 has a store (``store`` is None elsewhere): it decides which cells run and the
+    other ranks follow its decision, so no rank reads the file or a stale answer.
+    """
+    from .training.distributed import broadcast_object, init_distributed, shutdown_distributed
+    from .training.precision import precision_for
+
     outcomes = []
-    env = {**environment(device), "world_size": dist_info().world, **(env_extra or {})}
-    main = is_main()  # under torchrun only rank 0 writes results
-    for index, cell in enumerate(cells):
-        config = cell.cell.to_dict()
-        h = cell.hash
-        if not rerun and store.is_done(h):
-            row = store.get(h)
-            outcomes.append(CellOutcome(cell, h, "skipped", row["metrics"]))
-            if progress:
-                progress("skip", index=index, total=len(cells), config=config)
-            continue
-        if main:
-            store.begin(cell.key(), env, cell.describe())
-        ckpt = checkpoint_dir / f"{h}.pt"
-        if rerun and main and ckpt.exists():
-            ckpt.unlink()
-        try:
+    info = init_distributed(device)  # before any decision: the ranks agree on each one
+    env = {**environment(device), "world_size": info.world, **(env_extra or {})}
+    main = info.rank == 0  # under torchrun only rank 0 writes results
+    if main and store is None:
+        raise ValueError("run_matrix needs a results store on rank 0")
+    store = store if main else None
+    if main and checkpoint_dir.is_dir():
+        from .training.checkpoint import remove_stale_temps
+
+        if n := remove_stale_temps(checkpoint_dir):
+            log.info("removed %d temp file(s) of checkpoint saves killed mid-write in %s", n, checkpoint_dir)
+    try:
+        for index, cell in enumerate(cells):
+            config = cell.cell.to_dict()
+            h = cell.hash
+            ckpt = checkpoint_dir / f"{h}.pt"
+            recipe = cell.cell.recipe
+            cell_env = {**env, "compute": precision_for(recipe.precision, device, recipe.memory_format).describe()}
+            decision = broadcast_object(_decide(store, cell, cell_env, rerun, ckpt))
+            if decision != "run":
+                row = store.get(h) if store is not None else None
+                outcomes.append(CellOutcome(cell, h, "skipped", row["metrics"] if row else None,
+                                            reason=None if decision == "done" else "running in another process"))
+                if progress:
+                    progress("skip", index=index, total=len(cells), config=config, why=decision)
+                continue
+            outcomes.append(_run_one(cell, store, index, len(cells), data_dir=data_dir, device=device, ckpt=ckpt,
+                                     progress=progress))
+    finally:
+        shutdown_distributed()
+    return outcomes
+
+
+def _run_one(cell: Resolved, store: ResultStore | None, index: int, total: int, *, data_dir, device, ckpt: Path,
+             progress) -> CellOutcome:
+    """Train and record one claimed cell: ``done``, or ``failed`` with a one-line reason."""
+    from .errors import UsageError
+
+    h, config = cell.hash, cell.cell.to_dict()
+    keep = store.keep_alive(h) if store is not None else contextlib.nullcontext()
+    try:
+        with keep:
             metrics = run_cell(
                 cell,
                 data_dir=data_dir,
                 device=device,
                 checkpoint=ckpt,
-                snn_energy_pj=_snn_energy(store, cell),
-                progress=(lambda event, _i=index, **info: progress(event, index=_i, total=len(cells), **info)) if progress else None,
+                snn_energy_pj=_snn_energy(store, cell) if store is not None else None,
+                progress=(lambda event, **info: progress(event, index=index, total=total, **info)) if progress else None,
             )
-        except CellFailed as exc:
-            log.error("cell %s (%s) failed: %s", cell.method.name, h, exc)
-            if main:
-                store.fail(h, str(exc))
-            outcomes.append(CellOutcome(cell, h, "failed", reason=str(exc)))
-            continue
-        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
-            if main:
-                _mark_interrupted(store, h)
-            raise
-        if main:
+    except (CellFailed, RuntimeError) as exc:  # RuntimeError: a torch error (CUDA OOM included)
+        reason = str(exc) if isinstance(exc, CellFailed) else cell_failure_reason(cell, exc)
+        log.error("cell %s (%s) failed: %s", cell.method.name, h, reason)
+        if not isinstance(exc, CellFailed):
+            log.debug("cell %s failure", h, exc_info=exc)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the next cell starts without the failed one's cached blocks
+        if store is not None:
+            store.fail(h, reason)
+        return CellOutcome(cell, h, "failed", reason=reason)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
+        if store is not None:
+            _mark_interrupted(store, h)
+        raise
+    if store is not None:
+        try:
             store.finish(h, metrics)
-        if progress:
-            progress("measured", index=index, total=len(cells), config=config, metrics=metrics)
-        outcomes.append(CellOutcome(cell, h, "done", metrics))
-    return outcomes
+        except UsageError as exc:  # disk full, read-only file: the trained cell is in its checkpoint
+            raise UsageError(f"{exc}; cell {h} ({cell.method.name}) finished training but could not be recorded: "
+                             f"its checkpoint {ckpt} is kept, and rerunning the same command records it "
+                             "without training again") from None
+    if progress:
+        progress("measured", index=index, total=total, config=config, metrics=metrics)
+    return CellOutcome(cell, h, "done", metrics)

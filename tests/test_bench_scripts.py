@@ -64,3 +64,23 @@ def test_energy_overhead_script_on_a_trained_checkpoint(tmp_path, capsys):
     # the cell's recipe comes from the checkpoint, not from the script's defaults
     assert (out["method"], out["width"], out["timesteps"], out["input_size"]) == ("binw-slt", 0.125, 2, 8)
     assert out["checkpoint"] == str(ckpt) and 0 <= out["top1"] <= 1
+
+
+def test_gpu_check_script_runs_end_to_end_on_the_cpu(tmp_path, capsys):
+    """The prepared GPU check, shrunk (--quick) onto the CPU: every step runs and lands in one JSON."""
+    from bench import gpu_check
+
+    out = tmp_path / "gpu-check.json"
+    assert gpu_check.main(["--device", "cpu", "--quick", "--out", str(out), "--budget-s", "400"]) == 0
+    rep = json.loads(out.read_text())
+    assert rep.get("complete") is True, rep.get("error")
+    assert rep["env"]["torch"] and rep["threshold"]["used_equal"] and rep["threshold"]["topk_equal"]
+    cells = rep["cells"]["fp32"]["cells"]
+    assert set(cells) == set(gpu_check.METHODS)
+    assert all(c["status"] == "done" and c["loss_finite"] and c["images_per_s"] > 0 for c in cells.values())
+    assert all(c["paper_cell_hours_est"] > 0 for c in cells.values())
+    assert rep["cells"]["fp32"]["cells"]["binw-slt"]["compute"]["tf32"] is False
+    run = rep["ticket"]["run"]
+    assert rep["ticket"]["export"]["rc"] == 0 and run["rc"] == 0, run
+    exact = run["json"]["checks"]["engine_vs_reference"]
+    assert exact["z_layers_differing"] == 0 and exact["prediction_differences"] == 0

@@ -135,7 +135,7 @@ def test_order_profile_file_set_options(tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize("args, message", [
     (["--set", "model.tau"], "must look like KEY=VALUE"),
     (["--set", "model.tua=1"], "unknown cell key 'model.tua'"),
-    (["--set", "recipe.epochs=-1"], r"recipe.epochs=-1 is out of range; valid: int in \[0, inf\]"),
+    (["--set", "recipe.epochs=-1"], r"recipe.epochs=-1 is out of range; valid: int in \[0, 100000\]"),
     (["--config", "/nonexistent.toml"], "does not exist"),
 ])
 def test_bad_set_is_one_line_exit_2(args, message, capsys, monkeypatch):
@@ -195,5 +195,5 @@ def test_schema_1_results_stay_readable_and_upgrade_on_write(tmp_path, capsys, m
     assert store.get(h)["cell"] == {"cell": {"method": "snn"}}
     assert store.get("0123456789abcdef")["cell"] == {}  # the old row, no cell recorded
     with sqlite3.connect(db) as conn:
-        assert int(conn.execute("SELECT value FROM meta").fetchone()[0]) == SCHEMA_VERSION == 3
+        assert int(conn.execute("SELECT value FROM meta").fetchone()[0]) == SCHEMA_VERSION == 4
     assert Cell.from_dict(store.get("0123456789abcdef")["config"]).model.tau == 2.0  # None -> default

@@ -124,7 +124,9 @@ def test_failed_rename_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    from spikingjelly_lt.errors import UsageError
+
+    with pytest.raises(UsageError, match="cannot write checkpoint .*Input/output error.*previous one is kept"):
         save_checkpoint(path, {"epoch": 2, "w": torch.zeros(3)})
     assert path.read_bytes() == before and load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left behind
@@ -158,7 +160,7 @@ def test_schema_2_file_upgrades_to_3_on_write_and_keeps_its_rows(tmp_path):
         conn.executescript(_V2_SCHEMA)
         conn.execute("INSERT INTO results VALUES ('aaaa', '{\"m\":0}', '{\"top1\":0.9}', 'done', NULL, 't0', 't1',"
                      " '{}', '{\"cell\":{}}')")
-    assert SCHEMA_VERSION == 3 and "interrupted" in STATUSES
+    assert SCHEMA_VERSION >= 3 and "interrupted" in STATUSES
     with ResultStore(db) as store:
         assert store.get("aaaa")["metrics"] == {"top1": 0.9}  # readable before any write
         h = store.begin({"m": 1})
@@ -166,7 +168,7 @@ def test_schema_2_file_upgrades_to_3_on_write_and_keeps_its_rows(tmp_path):
         assert store.status(h) == "interrupted" and store.get("aaaa")["status"] == "done"
         assert store.count("interrupted") == 1
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT value FROM meta").fetchone()[0] == "3"
+        assert conn.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)
         sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'results'").fetchone()[0]
         assert "interrupted" in sql
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}

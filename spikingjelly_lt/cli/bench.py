@@ -53,10 +53,32 @@ def resolve_request(*, profile: str = "smoke", config: Path | None = None, sets:
     return cell, prof
 
 
-def _options_to_cells(*, methods, sparsity, seeds, profile, config, sets, options, data_dir):
+GRID_FIELDS = {"method": "--methods", "sparsity": "--sparsity", "seed": "--seeds"}  # the matrix's own axes
+
+
+def _grid_fields_requested(config: Path | None, sets: list[str] | None) -> set[str]:
+    """Which of the grid's own fields (method, sparsity, seed) ``--config`` / ``--set`` give."""
+    from ..cell import parse_assignment, read_config_file
+
+    keys = set(read_config_file(config)) if config is not None else set()
+    keys |= {parse_assignment(t)[0] for t in sets or ()}
+    return {k for k in keys if k in GRID_FIELDS}
+
+
+def _options_to_cells(*, methods, sparsity, seeds, profile, config, sets, options, data_dir, option_names=None):
+    """The cells of a request. A grid field given by ``--set`` / ``--config`` is the grid's only
+    value on that axis; given together with its own option (``--sparsity`` ...) it is refused."""
     from ..matrix import expand
 
     cell, prof = resolve_request(profile=profile, config=config, sets=sets, options=options, data_dir=data_dir)
+    explicit = {"method": methods, "sparsity": sparsity, "seed": seeds}
+    names = {**GRID_FIELDS, **(option_names or {})}
+    for key in sorted(_grid_fields_requested(config, sets)):
+        if explicit[key] is not None:
+            raise UsageError(f"{key} is given twice: by --set/--config ({cell.get(key)!r}) and by {names[key]} "
+                             f"({explicit[key]!r}); use {names[key]} only")
+        explicit[key] = str(cell.get(key))
+    methods, sparsity, seeds = explicit["method"], explicit["sparsity"], explicit["seed"]
     method_list = prof.methods if methods is None else (
         tuple(METHODS) if methods.strip() == "all" else parse_list(methods, "method list"))
     sparsities = parse_list(sparsity, "sparsity", float) if sparsity else list(prof.sparsities)
@@ -99,6 +121,13 @@ def bench_command(
     Recipe: the profile, then --config FILE.toml, then each --set KEY=VALUE, then the
     explicit options (--epochs, --width, ...). `sjlt config show` prints the result.
     """
+    run_bench(**locals())
+
+
+def run_bench(*, arch, dataset, data_dir, methods, sparsity, epochs, timesteps, width, seeds, batch_size, profile,
+              device, results, limit_train, energy_model, rerun, shard, report, as_json, threads, sets, config,
+              log_dir, option_names: dict | None = None) -> None:
+    """What `sjlt bench` (and `sjlt train`, with its own ``option_names``) runs."""
     setup_logging()
     import torch
 
@@ -112,7 +141,7 @@ def bench_command(
     shard_of = parse_shard(shard) if shard else None
     cells, prof = _options_to_cells(
         methods=methods, sparsity=sparsity, seeds=seeds, profile=profile, config=config, sets=sets,
-        data_dir=data_dir, options={
+        data_dir=data_dir, option_names=option_names, options={
             "model.arch": arch, "data.dataset": dataset, "recipe.epochs": epochs, "model.timesteps": timesteps,
             "model.width": width, "recipe.batch_size": batch_size, "data.limit_train": limit_train,
             "energy_model": energy_model})
@@ -131,15 +160,15 @@ def bench_command(
         check_output_file(results, "results file")
     if report:
         check_output_dir(report, "report folder")
-    store = ResultStore(results)
+    from ..training.distributed import is_main
+
+    store = ResultStore(results) if is_main() else None  # under torchrun rank 0 alone opens the file
     check_output_dir(Path(f"{results}.ckpt"), "checkpoint folder")
     err_console.print(f"[bold]{len(cells)} cells[/bold] ({prof.name} profile) on {dev} -> {results}")
     with matrix_progress(len(cells), tensorboard=tensorboard) as progress:
         outcomes = run_matrix(cells, store, data_dir=data_dir, device=dev, checkpoint_dir=Path(f"{results}.ckpt"),
                               rerun=rerun, progress=progress, env_extra={"profile": prof.name})
-    from ..training.distributed import is_main
-
-    if not is_main():
+    if store is None:
         return
     hashes = {o.hash for o in outcomes}
     stored = store.rows()
@@ -173,7 +202,8 @@ def bench_command(
 @app.command("train")
 def train_command(
     arch: Annotated[str | None, typer.Option(help="Architecture.")] = None,
-    method: Annotated[str, typer.Option(help="Method preset (e.g. binw-slt) or NEURON/WEIGHTS/PRUNER.")] = "binw-slt",
+    method: Annotated[str | None, typer.Option(help="Method preset (e.g. binw-slt) or NEURON/WEIGHTS/PRUNER "
+                                                    "(default: binw-slt).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Data set (default: the profile's).")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Data folder for CIFAR.")] = None,
     sparsity: Annotated[float | None, typer.Option(help="Target sparsity (fraction removed; default: the profile's).")] = None,
@@ -192,7 +222,9 @@ def train_command(
     log_dir: Annotated[Path | None, typer.Option(help="Write TensorBoard scalars here (needs the [tensorboard] extra).")] = None,
 ) -> None:
     """Train and measure one cell (the same code path as a cell of `sjlt bench`)."""
-    bench_command(arch=arch, dataset=dataset, data_dir=data_dir, methods=method,
+    if method is None and "method" not in _grid_fields_requested(config, sets):
+        method = "binw-slt"
+    run_bench(option_names={"method": "--method", "sparsity": "--sparsity", "seed": "--seed"}, arch=arch, dataset=dataset, data_dir=data_dir, methods=method,
                   sparsity=None if sparsity is None else str(sparsity),
                   epochs=epochs, timesteps=timesteps, width=width, seeds=None if seed is None else str(seed),
                   batch_size=batch_size, profile=profile, device=device, results=results, limit_train=None,

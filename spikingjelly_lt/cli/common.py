@@ -364,7 +364,8 @@ def _progress(total_cells: int, eta: Eta):
     def callback(event: str, index: int = 0, total: int = 0, **info) -> None:
         if event == "skip":
             c = info["config"]
-            progress.update(cells, advance=1, info=f"{c['method']} already done (resume)")
+            why = "running in another process" if info.get("why") == "claimed" else "already done (resume)"
+            progress.update(cells, advance=1, info=f"{c['method']} {why}")
         elif event == "start":
             c = info["config"]
             if current["task"] is not None:
@@ -393,7 +394,8 @@ def _progress(total_cells: int, eta: Eta):
         def plain(event: str, index: int = 0, total: int = 0, **info) -> None:
             tag = f"[{index + 1}/{total}]"
             if event == "skip":
-                err_console.print(f"{tag} {info['config']['method']} already done (resume)", highlight=False, soft_wrap=True)
+                why = "running in another process, skipped" if info.get("why") == "claimed" else "already done (resume)"
+                err_console.print(f"{tag} {info['config']['method']} {why}", highlight=False, soft_wrap=True)
             elif event == "start":
                 c = info["config"]
                 epochs_of["n"] = info["epochs"]

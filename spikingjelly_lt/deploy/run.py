@@ -28,6 +28,7 @@ __all__ = ["load_model", "run_ticket", "compare_batch", "TRACE_TOL", "TIE_TOL"]
 
 log = logging.getLogger("spikingjelly_lt")
 
+REFERENCE_CHUNK_CUDA = 32  # images per float64 reference pass on a GPU
 TRACE_TOL = 1e-4  # |H_float64 - v_threshold| that counts as "within fp32 rounding of the threshold"
 TIE_TOL = 1e-5  # relative gap of two reference logits that fp32 rounding can invert
 
@@ -69,6 +70,8 @@ def load_model(source: str | os.PathLike, data_dir: str | None = None) -> tuple[
         raise UsageError(f"{path} is a directory (expected a .sjlt ticket or a trainer checkpoint)")
     if not path.is_file():
         raise UsageError(f"{path} does not exist (expected a .sjlt ticket or a trainer checkpoint)")
+    if path.stat().st_size == 0:
+        raise UsageError(f"{path} is empty (0 bytes): neither a .sjlt ticket nor a trainer checkpoint")
     if _is_ticket(path):
         from ..ticket import read_ticket
 
@@ -211,7 +214,16 @@ def run_ticket(
                          f"the model needs {want[0]}, {want[1]}, {want[2]}px")
     layout = torch.channels_last if spec["memory_format"] == "channels_last" else torch.contiguous_format
     model = model.to(net.device).eval().to(memory_format=layout)  # the fp32 model as the product runs it
-    sync = torch.cuda.synchronize if net.device.type == "cuda" else (lambda: None)
+    if net.device.type == "cuda":
+        from ..training.precision import precision_for
+
+        precision_for("fp32", net.device).apply()  # the fp32 model in fp32: TF32 would flip spikes untraced
+        sync = lambda: torch.cuda.synchronize(net.device)  # noqa: E731 - the engine's device, not the current one
+    else:
+        sync = lambda: None  # noqa: E731
+    # the float64 reference keeps every layer's records: on a GPU, compare in chunks (width 1 at
+    # batch 256 would hold ~35-40 GB of them)
+    ref_chunk = min(batch_size, REFERENCE_CHUNK_CUDA) if net.device.type == "cuda" else batch_size
     t_engine = t_model = 0.0
     correct_e = correct_m = agree = total = 0
     checks = {"engine_vs_reference": {}, "model_vs_reference": {}}
@@ -234,9 +246,9 @@ def run_ticket(
         correct_m += int((pm == y).sum())
         agree += int((pe == pm).sum())
         total += y.numel()
-        if reference:
-            c = compare_batch(net, model, x, tol)
-            if not torch.equal(c["pred_engine"], pe):
+        for lo in range(0, y.numel() if reference else 0, ref_chunk):
+            c = compare_batch(net, model, x[lo:lo + ref_chunk], tol)
+            if not torch.equal(c["pred_engine"], pe[lo:lo + ref_chunk]):
                 raise RuntimeError("the compiled engine is not deterministic across calls")
             for part in ("engine_vs_reference", "model_vs_reference"):
                 acc = checks[part]
@@ -248,6 +260,7 @@ def run_ticket(
                             acc.setdefault(k, {})[lk] = acc.setdefault(k, {}).get(lk, 0) + lv
                     else:
                         acc[k] = acc.get(k, 0) + v
+        if reference:
             for i in (pe != pm).nonzero().flatten().tolist():
                 disagreements.append({"index": b * batch_size + i, "engine": int(pe[i]), "model": int(pm[i]),
                                       "label": int(y[i])})

@@ -307,7 +307,8 @@ def _position_map(x: torch.Tensor, per_sample_dims: int) -> torch.Tensor:
     ones = _ONES.get(key)
     if ones is None:
         ones = _ONES[key] = torch.ones(flat.shape[0], dtype=torch.float32, device=flat.device)
-    m = ones @ flat
+    with torch.autocast(flat.device.type, enabled=False):  # under a bf16 eval the GEMV would round counts
+        m = ones @ flat
     return m.reshape(shape) if back is None else m.reshape(back).permute(2, 0, 1)
 
 

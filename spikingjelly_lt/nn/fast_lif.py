@@ -89,7 +89,7 @@ def _lif_forward(
     nh_seq = _empty_steps((T,), u, u.dtype) if keep_h else None
     scratch = None if keep_h else torch.empty_like(u)
     nu_seq = _empty_steps((T,), u, u.dtype) if store_v_seq else None
-    tau_t = torch.tensor(tau, dtype=u.dtype, device=u.device)
+    tau_t = u.new_full((), tau)  # on u's device: a fill kernel, never a host -> device copy
     r = 0.0 if v_reset is None else v_reset
     neg_thr = -v_threshold
     for t in range(T):
@@ -232,7 +232,7 @@ class _FastLIF(torch.autograd.Function):
             a0 = 2.0 / alpha / scale
             a2 = (math.pi / 2 * alpha) ** 2 * a0
             torch.add(nh, thr, out=B)
-            torch.addcmul(torch.tensor(a0, dtype=B.dtype), B, B, value=a2, out=B)
+            torch.addcmul(B.new_full((), a0), B, B, value=a2, out=B)  # self on B's device (CUDA refuses a CPU one)
             torch.div(g_spike, B, out=B)
         elif g_spike is not None or not detach_reset:
             sg = _surrogate_grad_(torch.add(nh, thr, out=B), kind, alpha)

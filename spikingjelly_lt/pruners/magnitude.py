@@ -55,28 +55,31 @@ def set_masks(model: nn.Module, masks: list[torch.Tensor]) -> None:
             weight_mask_of(m).mask.copy_(mask)
 
 
-def _counts(model: nn.Module) -> tuple[int, int]:
-    layers = masked_layers(model)
-    total = sum(m.weight.numel() for _, m in layers)
-    kept = sum(int(weight_mask_of(m).mask.count_nonzero()) for _, m in layers)
-    return total, kept
+def _total(model: nn.Module) -> int:
+    """Weights under a magnitude mask (shapes only: no device read)."""
+    return sum(m.weight.numel() for _, m in masked_layers(model))
+
+
+def _kept(model: nn.Module) -> int:
+    """Weights the masks keep: one read from the device for all layers."""
+    counts = [weight_mask_of(m).mask.count_nonzero() for _, m in masked_layers(model)]
+    return int(torch.stack(counts).sum()) if counts else 0
 
 
 def current_sparsity(model: nn.Module) -> float:
-    total, kept = _counts(model)
-    return 1.0 - kept / max(total, 1)
+    return 1.0 - _kept(model) / max(_total(model), 1)
 
 
 def prune_remaining(model: nn.Module, rate: float) -> nn.Module:
     """Prune ``rate`` of the remaining weights globally by magnitude (one IMP round)."""
-    _, kept = _counts(model)
+    kept = _kept(model)
     set_masks(model, global_magnitude_masks(model, kept - round(float(rate) * kept)))
     return model
 
 
 def prune_to(model: nn.Module, sparsity: float, *, within_current: bool = True) -> nn.Module:
     """Masks at overall ``sparsity`` by global magnitude (never un-prunes when ``within_current``)."""
-    total, _ = _counts(model)
+    total = _total(model)
     set_masks(model, global_magnitude_masks(model, round((1.0 - float(sparsity)) * total),
                                             within_current=within_current))
     return model

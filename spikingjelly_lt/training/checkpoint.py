@@ -9,23 +9,69 @@ import torch
 
 from ..errors import UsageError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "remove_stale_temps", "FORMAT"]
 
 FORMAT = "spikingjelly-lt-checkpoint"
 VERSION = 2  # 2: pruner state and every mask in the model state (parametrizations)
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:
-    """Write ``payload`` atomically: a crash leaves the old file or the new one, never half."""
+    """Write ``payload`` atomically and durably: a crash (or power loss) leaves the old file or
+    the new one, never half. The temp file is fsynced before the rename, the folder after."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
+        with open(tmp, "wb") as fh:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except (OSError, RuntimeError) as exc:  # disk full (torch: "unexpected pos"), read-only folder
+        why = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:120]
+        raise UsageError(f"cannot write checkpoint {path} ({why}); the previous one is kept: "
+                         "free space in (or make writable) its folder and rerun to resume") from None
     finally:  # a failed save or rename leaves the previous checkpoint, and no temp file
         if tmp.exists():
             tmp.unlink()
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(folder: str | Path) -> int:
+    """Delete temp files of checkpoint saves whose process is gone (a SIGKILL mid-save); their count."""
+    removed = 0
+    for tmp in Path(folder).glob(".*.pt.*.tmp"):
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[-2])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -16,7 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistInfo", "init_distributed", "dist_info", "is_main", "wrap_ddp", "broadcast_buffers", "make_sampler"]
+__all__ = ["DistInfo", "init_distributed", "shutdown_distributed", "dist_info", "is_main", "wrap_ddp",
+           "broadcast_buffers", "make_sampler", "all_reduce_max", "barrier", "broadcast_object"]
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,37 @@ def init_distributed(device: torch.device) -> DistInfo:
     if info.enabled and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
-            torch.cuda.set_device(device)
+            torch.cuda.set_device(device.index if device.index is not None else info.local_rank)
         dist.init_process_group(backend=backend)
     return dist_info()
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group (at the end of a torchrun run); a no-op without one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
+    """``t`` replaced in place by its maximum over the ranks (unchanged for one process)."""
+    if dist_info().enabled and dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t
+
+
+def barrier() -> None:
+    """Wait for every rank (a no-op for one process)."""
+    if dist_info().enabled and dist.is_initialized():
+        dist.barrier()
+
+
+def broadcast_object(obj, src: int = 0):
+    """Rank ``src``'s ``obj`` on every rank (``obj`` itself for one process)."""
+    if not (dist_info().enabled and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
 
 
 def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:

@@ -15,6 +15,13 @@ fp16 with a gradient scaler where the GPU has no bf16). What stays float32, and 
 
 On a CPU without native bf16 torch would emulate it, slower than float32: asking for
 bf16 there is a :class:`~spikingjelly_lt.errors.UsageError`, never a silent slow path.
+
+On CUDA, ``fp32`` means float32: TF32 (cuDNN's default for convolutions) is switched off,
+so a GPU fp32 row computes what a CPU fp32 row computes and a ticket reloads to the same
+accuracy. ``tf32`` (CUDA only) allows TF32 for matmuls and convolutions; ``fp16`` (CUDA
+only) autocasts to float16 with a gradient scaler, as ``bf16`` does on a GPU without
+native bf16. :meth:`Precision.apply` sets the switches; :meth:`Precision.describe` is what
+each row's environment records.
 ``model.memory_format`` (channels_last by default) decides the layout of every 4-D tensor.
 """
 
@@ -30,7 +37,8 @@ from ..hardware import bf16_supported, cpu_info
 
 __all__ = ["PRECISIONS", "MEMORY_FORMATS", "Precision", "precision_for"]
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16", "tf32")
+_CUDA_ONLY = ("fp16", "tf32")
 MEMORY_FORMATS = ("channels_last", "contiguous")
 
 
@@ -42,6 +50,29 @@ class Precision:
     device: torch.device
     dtype: torch.dtype | None
     channels_last: bool
+
+    @property
+    def tf32(self) -> bool:
+        """Whether TF32 matmuls / convolutions are allowed (CUDA ``tf32`` only)."""
+        return self.device.type == "cuda" and self.name == "tf32"
+
+    def apply(self) -> None:
+        """Set the process-wide switches this precision needs (TF32 on CUDA); idempotent.
+
+        Through torch's fp32_precision API ("ieee" / "tf32") for cuBLAS and cuDNN (conv and
+        RNN alike, so the legacy ``allow_tf32`` flags read consistently too).
+        """
+        if self.device.type == "cuda":
+            mode = "tf32" if self.tf32 else "ieee"
+            torch.backends.cuda.matmul.fp32_precision = mode
+            torch.backends.cudnn.conv.fp32_precision = mode
+            torch.backends.cudnn.rnn.fp32_precision = mode
+
+    def describe(self) -> dict:
+        """What a results row records of how it computed."""
+        return {"precision": self.name, "autocast_dtype": None if self.dtype is None else str(self.dtype).replace("torch.", ""),
+                "tf32": self.tf32, "grad_scaler": self.dtype == torch.float16,
+                "memory_format": "channels_last" if self.channels_last else "contiguous"}
 
     def autocast(self):
         """The forward's autocast context (a no-op in fp32)."""
@@ -75,6 +106,10 @@ def precision_for(name: str, device: str | torch.device = "cpu", memory_format: 
     if memory_format not in MEMORY_FORMATS:
         raise UsageError(f"unknown memory format {memory_format!r}; valid: {', '.join(MEMORY_FORMATS)}")
     dtype = None
+    if name in _CUDA_ONLY and device.type != "cuda":
+        raise UsageError(f"precision {name} runs on CUDA only (device {device}); valid here: fp32, bf16")
+    if name == "fp16":
+        dtype = torch.float16
     if name == "bf16":
         if device.type == "cuda":
             dtype = torch.bfloat16 if bf16_supported(device) else torch.float16

@@ -24,16 +24,19 @@ from .._sj import reset_net
 from ..build import DataShape, build_model
 from ..cell import Cell
 from ..data import load_dataset, make_loader
+from ..errors import UsageError
 from ..energy.counter import EnergyCounter, count_energy, energy_under
 from ..methods import Resolved, resolve
 from ..pruners.base import ParamGroup, TrainContext
 from ..pruners.common import effective_weight, prunable_layers, sparsity_report
 from .checkpoint import load_checkpoint, save_checkpoint
-from .distributed import broadcast_buffers, init_distributed, make_sampler, wrap_ddp
+from .distributed import all_reduce_max, broadcast_buffers, dist_info, init_distributed, make_sampler, wrap_ddp
+from .memory import check_fits
 from .metrics import FiringRateMonitor, collapse, evaluating, model_storage
 from .precision import Precision, precision_for
 
-__all__ = ["run_cell", "CellFailed", "Progress", "evaluate", "mask_digest", "load_trained", "Optimizers"]
+__all__ = ["run_cell", "CellFailed", "Progress", "evaluate", "mask_digest", "load_trained", "Optimizers",
+           "train_step", "train_epoch"]
 
 log = logging.getLogger("spikingjelly_lt")
 
@@ -107,7 +110,7 @@ def evaluate(model: nn.Module, loader, device: torch.device, energy_model: str |
     """
     precision = precision or precision_for("fp32", device, "contiguous")
     spiking = getattr(model, "timesteps", None) is not None
-    correct = total = 0
+    correct, total = torch.zeros((), dtype=torch.long, device=device), 0  # read once, after the pass
     counter = EnergyCounter(model, energy_model) if energy_model else None
     monitor = FiringRateMonitor(model)
     start = time.perf_counter()
@@ -116,19 +119,19 @@ def evaluate(model: nn.Module, loader, device: torch.device, energy_model: str |
             counter.__enter__()
         try:
             for x, y in loader:
-                x, y = precision.input(x), y.to(device)
+                x, y = precision.input(x), y.to(device, non_blocking=True)
                 with precision.autocast():
                     out = model(x)
                 if spiking:
                     reset_net(model)
-                correct += int((out.argmax(1) == y).sum())
+                correct += (out.argmax(1) == y).sum()
                 total += y.numel()
         finally:
             if counter:
                 counter.__exit__(None, None, None)
     seconds = time.perf_counter() - start
     return {
-        "top1": correct / max(total, 1),
+        "top1": int(correct) / max(total, 1),
         "eval_images_per_s": total / seconds if seconds > 0 else None,
         "firing_rates": monitor.rates(),
         "mean_firing_rate": monitor.mean_rate(),
@@ -155,10 +158,72 @@ def _batches(loader, device: torch.device) -> Callable[[int], Iterator]:
         for x, y in loader:
             if left <= 0:
                 break
-            yield x[:left].to(device), y[:left].to(device)
+            yield x[:left].to(device, non_blocking=True), y[:left].to(device, non_blocking=True)
             left -= y.shape[0]
 
     return take
+
+
+NONFINITE_CHECK_EVERY = 50  # steps between loss checks on an accelerator (each check is a host sync)
+
+
+def train_step(train_model: nn.Module, x: torch.Tensor, y: torch.Tensor, opts: Optimizers, prec: Precision,
+               scaler=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch already on the device; returns ``(loss, logits)``, both
+    detached and left on the device (nothing is read back to the host here)."""
+    with prec.autocast():
+        out = train_model(x)
+    loss = nn.functional.cross_entropy(out.float(), y)
+    opts.zero_grad()
+    (loss if scaler is None else scaler.scale(loss)).backward()
+    opts.step(scaler)
+    return loss.detach(), out.detach()
+
+
+def train_epoch(train_model: nn.Module, model: nn.Module, loader, opts: Optimizers, prec: Precision, pruner,
+                ctx: TrainContext, *, spiking: bool, scaler=None, progress: Progress = _noop,
+                where: str = "") -> dict:
+    """One epoch of :func:`train_step` with the pruner's per-step hook; returns the epoch's sums.
+
+    Loss and accuracy are summed on the device and read once, at the end. A non-finite loss
+    raises :class:`CellFailed`: checked every step on a single-process CPU run (where it
+    costs nothing), else every :data:`NONFINITE_CHECK_EVERY` steps and at the end, agreed
+    across ranks, so that no rank is left waiting in an all-reduce.
+    """
+    device = prec.device
+    every = 1 if device.type == "cpu" and not dist_info().enabled else NONFINITE_CHECK_EVERY
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    bad = torch.zeros((), dtype=torch.long, device=device)
+    seen, checked = 0, 0
+    for step, (x, y) in enumerate(loader):
+        x, y = prec.input(x), y.to(device, non_blocking=True)
+        loss, out = train_step(train_model, x, y, opts, prec, scaler)
+        bad += ~torch.isfinite(loss)
+        if (step + 1) % every == 0:
+            _check_finite(bad, loss, where, checked + 1, step + 1)
+            checked = step + 1
+        if spiking:
+            reset_net(model)
+        ctx.step += 1
+        pruner.on_step(model, ctx)
+        loss_sum += loss * y.numel()
+        correct += (out.argmax(1) == y).sum()
+        seen += y.numel()
+        progress("step", step=step + 1, steps=len(loader))
+    if checked < seen and seen:
+        _check_finite(bad, loss, where, checked + 1, len(loader))
+    return {"loss_sum": float(loss_sum), "correct": int(correct), "seen": seen}
+
+
+def _check_finite(bad: torch.Tensor, loss: torch.Tensor, where: str, first: int, last: int) -> None:
+    """Raise :class:`CellFailed` if any step since the last check (on any rank) had a non-finite loss."""
+    flag = bad.clone()
+    all_reduce_max(flag)
+    if int(flag):
+        steps = f"step {last}" if first == last else f"steps {first}-{last}"
+        raise CellFailed(f"non-finite loss ({float(loss)} at the last step) at {where} {steps}; "
+                         "try a lower recipe.lr / recipe.score_lr, or recipe.precision=fp32")
 
 
 def run_cell(
@@ -183,22 +248,32 @@ def run_cell(
     c, recipe, pruner = r.cell, r.cell.recipe, r.pruner
     device = torch.device(device)
     prec = precision_for(recipe.precision, device, recipe.memory_format)  # bf16 on a CPU without it: UsageError
+    prec.apply()  # TF32 off for fp32 on CUDA
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     ddp = init_distributed(device)
     progress = (progress or _noop) if ddp.rank == 0 else _noop
     if recipe.batch_size % ddp.world:
         raise CellFailed(f"batch size {recipe.batch_size} is not divisible by the {ddp.world} processes")
     bundle = load_dataset(c.data.dataset, data_dir, limit_train=c.data.limit_train, limit_test=c.data.limit_test,
                           val_fraction=recipe.val_fraction)
+    # on a GPU the whole (uint8) data set moves there once; batches and augmentation are built there
+    data_device = device if device.type == "cuda" else None
     train_loader = make_loader(bundle, "train", recipe.batch_size // ddp.world, seed=c.seed, drop_last=True,
-                               sampler=make_sampler(len(bundle.train_y), c.seed))
+                               sampler=make_sampler(len(bundle.train_y), c.seed), device=data_device)
     # every in-run choice reads validation; the test split is loaded only after training (design 5)
-    val_loader = make_loader(bundle, "val", 256) if bundle.val_y is not None else None
+    val_loader = make_loader(bundle, "val", 256, device=data_device) if bundle.val_y is not None else None
     if len(train_loader) == 0:
         raise CellFailed(f"batch size {recipe.batch_size} exceeds the {bundle.train_x.shape[0]} training images")
     steps = len(train_loader)
     total_steps = recipe.epochs * steps
 
     model = prec.model(build_model(r, DataShape.of(bundle)).to(device))
+    step_bytes, _, refusal = check_fits(model, (recipe.batch_size // ddp.world, *bundle.train_x.shape[1:]), device,
+                                        batch_size=recipe.batch_size, timesteps=getattr(model, "timesteps", None))
+    if refusal:
+        raise CellFailed(refusal)
+    kernel_load_s = warm_native_kernels(model, device)  # built or loaded here, outside the timed epochs
     scaler = prec.grad_scaler()
     rounds = pruner.rounds(recipe)
     key = r.key()
@@ -206,7 +281,10 @@ def run_cell(
              "stopped": False, "search_seconds": None}
     opts = Optimizers(pruner.param_groups(model, recipe), total_steps)
     if checkpoint and Path(checkpoint).exists():
-        ck = load_checkpoint(checkpoint)
+        try:
+            ck = load_checkpoint(checkpoint)
+        except UsageError as exc:  # a truncated or foreign checkpoint fails this cell, not the matrix
+            raise CellFailed(str(exc)) from None
         if ck.get("key") != key:
             raise CellFailed(f"checkpoint {checkpoint} belongs to another cell; move it away")
         pruner.load_state_dict(ck["pruner"])
@@ -221,7 +299,8 @@ def run_cell(
     train_model = wrap_ddp(model, device)
     checkpoint = checkpoint if ddp.rank == 0 else None
     ctx = TrainContext(cell=c, rounds=rounds, steps_per_epoch=steps, history=state["history"], device=device,
-                       train_batches=_batches(make_loader(bundle, "train", 256, shuffle=False, augment=False), device),
+                       train_batches=_batches(make_loader(bundle, "train", 256, shuffle=False, augment=False,
+                                                          device=data_device), device),
                        val_batches=_batches(val_loader, device) if val_loader is not None else None)
 
     def save(**extra) -> None:
@@ -242,32 +321,16 @@ def run_cell(
             model.train()
             train_loader.set_epoch(state["round"] * recipe.epochs + epoch)
             t0 = time.perf_counter()
-            loss_sum, seen, correct = torch.zeros(()), 0, torch.zeros((), dtype=torch.long)
-            for step, (x, y) in enumerate(train_loader):
-                x, y = prec.input(x), y.to(device)
-                with prec.autocast():
-                    out = train_model(x)
-                loss = nn.functional.cross_entropy(out.float(), y)
-                if not torch.isfinite(loss):
-                    raise CellFailed(f"non-finite loss ({loss.item()}) at round {state['round']} epoch {epoch + 1} step {step + 1}")
-                opts.zero_grad()
-                (loss if scaler is None else scaler.scale(loss)).backward()
-                opts.step(scaler)
-                if spiking:
-                    reset_net(model)
-                ctx.step += 1
-                pruner.on_step(model, ctx)
-                loss_sum += loss.detach() * y.numel()
-                correct += (out.detach().argmax(1) == y).sum()
-                seen += y.numel()
-                progress("step", step=step + 1, steps=steps)
+            sums = train_epoch(train_model, model, train_loader, opts, prec, pruner, ctx, spiking=spiking,
+                               scaler=scaler, progress=progress, where=f"round {state['round']} epoch {epoch + 1}")
             dt = time.perf_counter() - t0
+            seen = sums["seen"]
             state["elapsed"] += dt
             state["images"] += seen * ddp.world
             state["epoch"] = ctx.epoch = epoch + 1
             broadcast_buffers(model)  # BN running stats and masks: rank 0's on every rank
-            row = {"round": state["round"], "epoch": epoch + 1, "loss": float(loss_sum) / seen,
-                   "train_acc": float(correct) / seen, "images_per_s": seen / dt, "lr": opts.lr(),
+            row = {"round": state["round"], "epoch": epoch + 1, "loss": sums["loss_sum"] / seen,
+                   "train_acc": sums["correct"] / seen, "images_per_s": seen / dt, "lr": opts.lr(),
                    **_validate(model, val_loader, device, prec)}
             state["history"].append(row)
             progress("epoch", **row)
@@ -291,7 +354,7 @@ def run_cell(
         state["history"].append({"round": state["round"], "epoch": state["epoch"], "final": True,
                                  **_validate(model, val_loader, device, prec)})  # e.g. a run of 0 epochs
     val = _validation_summary(state["history"])
-    test_loader = make_loader(bundle, "test", 256)
+    test_loader = make_loader(bundle, "test", 256, device=data_device)
     result = evaluate(model, test_loader, device, c.energy_model, prec)  # test: once, here
     report = result.pop("energy")
     storage = model_storage(model, r.method.weights)
@@ -332,6 +395,10 @@ def run_cell(
             for layer in report.layers
         ],
         "spiking": spiking,
+        "kernel_load_s": kernel_load_s,
+        "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        "step_memory_estimate_bytes": step_bytes,
+        "compute": prec.describe(),
         "mask_digest": mask_digest(model),
         "params": sum(p.numel() for p in model.parameters()),
     }
@@ -341,6 +408,17 @@ def run_cell(
     progress("done", top1=metrics["top1"])
     save(finished=True)
     return metrics
+
+
+def warm_native_kernels(model: nn.Module, device: torch.device) -> float:
+    """Build or load the native kernels ``model`` will call, before any timed step; the seconds it took."""
+    from ..nn.fast_lif import FastLIFNode, _native_kernel
+
+    if device.type != "cpu" or not any(isinstance(m, FastLIFNode) and m.native for m in model.modules()):
+        return 0.0
+    t0 = time.perf_counter()
+    _native_kernel()
+    return time.perf_counter() - t0
 
 
 def _validate(model: nn.Module, loader, device: torch.device, precision: Precision) -> dict:
@@ -378,4 +456,4 @@ def _ann_reference_pj(r: Resolved, bundle, test_loader) -> float:
     """Energy of the dense ANN of the same setting (MACs do not depend on training)."""
     model = build_model(r.baseline("ann"), DataShape.of(bundle))
     x, _ = next(iter(test_loader))
-    return count_energy(model, [x[:8]], r.cell.energy_model).energy_pj
+    return count_energy(model, [x[:8].cpu()], r.cell.energy_model).energy_pj  # counted on the CPU
