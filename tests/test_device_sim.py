@@ -143,3 +143,53 @@ def test_the_simulated_device_refuses_what_cuda_refuses(monkeypatch):
         assert (b * torch.tensor(2.0)).device.type == "cuda"  # a 0-dim CPU operand is fine
         float(b.sum())
         assert stats.syncs == ["_local_scalar_dense"]
+
+
+def test_device_cuda_without_cuda_is_one_line_exit_2(capsys, monkeypatch):
+    from conftest import run_cli
+
+    for dev in ("cuda", "cuda:1"):
+        code, out, err = run_cli(["bench", "--device", dev, "--methods", "ann"], capsys, monkeypatch)
+        assert code == 2 and "CUDA is not available" in err and len(err.strip().splitlines()) == 1 and out == ""
+
+
+def test_device_under_torchrun_takes_the_local_rank(monkeypatch):
+    from spikingjelly_lt.errors import UsageError
+    from spikingjelly_lt.runner import resolve_device
+
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda") == torch.device("cuda", 1) == resolve_device("auto")
+    with pytest.raises(UsageError, match="every rank on GPU 0"):
+        resolve_device("cuda:0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(UsageError, match="has 2 GPU"):
+        resolve_device("cuda:5")
+
+
+def test_a_runtime_error_in_a_cell_fails_that_cell_and_the_matrix_goes_on(tmp_path, monkeypatch):
+    """Issue 22: a RuntimeError (here a simulated CUDA out-of-memory) ends the row 'failed' with one line."""
+    from spikingjelly_lt import runner
+    from spikingjelly_lt.matrix import expand
+    from spikingjelly_lt.results.store import ResultStore
+
+    real = runner.run_cell
+
+    def run_cell(cell, **kw):
+        if cell.cell.method == "snn":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(cell, **kw)
+
+    monkeypatch.setattr(runner, "run_cell", run_cell)
+    base = _cell("ann").replace(epochs=1)
+    cells = expand(base, ["snn", "ann"], [0.5], [0])
+    store = ResultStore(tmp_path / "r.db")
+    outcomes = runner.run_matrix(cells, store, device=torch.device("cpu"), checkpoint_dir=tmp_path / "ck")
+    assert [o.status for o in outcomes] == ["failed", "done"]
+    reason = store.get(outcomes[0].hash)["reason"]
+    assert store.get(outcomes[0].hash)["status"] == "failed"
+    assert "out of memory" in reason and "recipe.batch_size" in reason and "\n" not in reason

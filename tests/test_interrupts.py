@@ -92,6 +92,27 @@ def test_two_bench_processes_on_one_results_file_lose_no_row(tmp_path):
     assert {r["status"] for r in rows} == {"done"}
 
 
+def test_two_identical_commands_on_one_file_train_every_cell_once(tmp_path):
+    """Issue 26: the same command twice, 4 s apart: each cell is claimed by one process and
+    trained once; the other skips it ('running in another process') or finds it done."""
+    import json
+
+    db = tmp_path / "r.db"
+    common = ["--methods", "ann,snn,binw-slt", "--epochs", "8", "--results", str(db), "--json", *TINY]
+    first = _bench(common)
+    time.sleep(4)
+    second = _bench(common)
+    outs = [p.communicate(timeout=600) for p in (first, second)]
+    trained = []
+    for p, (out, err) in zip((first, second), outs):
+        assert p.returncode == 0, err
+        trained += [c["config"]["method"] for c in json.loads(out)["cells"] if c["status"] == "done"]
+    assert sorted(trained) == ["ann", "binw-slt", "snn"]  # every cell trained exactly once
+    with ResultStore(db) as store:
+        rows = store.rows()
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"done"}
+
+
 _WRITER = """
 import sys
 from spikingjelly_lt.results import store as s
