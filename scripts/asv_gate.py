@@ -31,7 +31,8 @@ else. The three sides run interleaved, so one self-test costs 1.5 comparisons.
 
 Everything goes under ``--out`` (default ``.asv/gate``): ``src/<sha>`` (exported code),
 ``results-<side>/`` (asv results per side), ``results/`` (both sides together, for
-``asv compare`` and ``asv publish``), ``html/`` (``--publish``: the dashboard, vendored
+``asv compare`` and ``asv publish``), ``torch_extensions/<sha>`` (each commit's C++
+kernels, built by torch on first use), ``html/`` (``--publish``: the dashboard, vendored
 for offline viewing), ``gate.md`` (the verdict table). Exit status: 0 pass, 1 the gate
 flagged something (or the self-test failed), 2 usage or asv errors.
 
@@ -129,7 +130,9 @@ def _fmt(value: float | None, unit: str) -> str:
         return f"{value * 1e9:.3g} ns"
     if unit == "bytes":
         return f"{int(value):,} B"
-    text = f"{value:,}" if isinstance(value, int) or float(value).is_integer() else f"{value:,.6g}"
+    # values arrive rounded to what they resolve (bench/benchmarks.py): show all digits,
+    # an exact comparison must be readable from the table
+    text = f"{int(value):,}" if float(value).is_integer() else f"{value:,}"
     return f"{text} {unit}".strip() if unit and unit != "unit" else text
 
 
@@ -277,6 +280,10 @@ class Runner:
     def run_side(self, side: Side, first: bool, timing_regex: str | None) -> int:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SJLT_ASV_SLOWDOWN")}
         env["ASV_PYTHONPATH"] = str(side.src)
+        # torch builds the package's C++ kernels (spikingjelly_lt._native) into one folder
+        # per extension name; two sides sharing it would rebuild at every alternation (the
+        # source path changes) or load the other side's kernel: one folder per commit
+        env["TORCH_EXTENSIONS_DIR"] = str(self.out / "torch_extensions" / side.sha[:12])
         if side.slowdown != 1.0:
             env["SJLT_ASV_SLOWDOWN"] = str(side.slowdown)
         args = ["run", "--config", str(self.side_config(side)), "--environment", f"existing:{self.python}",
@@ -349,8 +356,8 @@ def _log(msg: str) -> None:
 def _prepare(args) -> Runner:
     out = Path(args.out).resolve()
     if out.exists() and not args.keep:
-        for child in out.iterdir():  # keep the exported sources (src/): they are keyed by commit
-            if child.name != "src":
+        for child in out.iterdir():  # keep the sources and built kernels: they are keyed by commit
+            if child.name not in ("src", "torch_extensions"):
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     out.mkdir(parents=True, exist_ok=True)
     return Runner(out, args.python, args.bench, _log)

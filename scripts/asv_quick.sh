@@ -1,14 +1,34 @@
 #!/usr/bin/env bash
-# CI hook for the asv suite (docs/asv.md): run every benchmark in bench/ once, on the
-# quick grid (SJLT_ASV_QUICK=1: vgg16 x {snn, binw-slt}), against the code importable
-# in .venv, and exit non-zero if any benchmark failed or did not run. asv itself can
-# exit 0 on some failures, so the results JSON is checked too. Results go to
-# .asv/quick/ so quick-grid runs never mix with the full-grid history in .asv/results.
+# CI hook for the asv suite (docs/asv.md), on the quick grid (SJLT_ASV_QUICK=1: vgg16 x
+# {snn, binw-slt}), against the code importable in .venv. Three modes:
+#
+#   scripts/asv_quick.sh                     smoke: every benchmark once (asv run --quick)
+#                                            on the working tree; exits non-zero if any
+#                                            benchmark failed or did not run. asv itself can
+#                                            exit 0 on some failures, so the results JSON is
+#                                            checked too. Results: .asv/quick/.
+#   scripts/asv_quick.sh compare BASE [HEAD] [options]
+#                                            the gate: BASE vs HEAD (default HEAD), each
+#                                            commit's code exported and benchmarked in
+#                                            interleaved rounds; exits 1 when a deterministic
+#                                            metric changed or a timing is slower beyond the
+#                                            noise band (scripts/asv_gate.py). Results: .asv/gate/.
+#   scripts/asv_quick.sh selftest [options]  the gate's proof: HEAD vs HEAD passes and HEAD
+#                                            vs HEAD with SJLT_ASV_SLOWDOWN=2 is caught.
+#
+# Options of compare/selftest go to scripts/asv_gate.py (--rounds, --factor, --bench,
+# --publish, --slowdown-head; see its --help). Quick-grid results never mix with the
+# full-grid history in .asv/results.
 # Needs: a git checkout, .venv with the package and asv (./scripts/install.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$PWD/.venv/bin/python}
 export SJLT_ASV_QUICK=1
+case "${1:-}" in
+    compare|selftest) exec "$PY" scripts/asv_gate.py "$@" --python "$PY" ;;
+    "") ;;
+    *) echo "usage: $0 [compare BASE [HEAD] | selftest] [gate options]" >&2; exit 2 ;;
+esac
 DIR=.asv/quick
 CONF=$DIR/asv.conf.json
 mkdir -p "$DIR"
