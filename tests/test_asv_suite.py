@@ -300,7 +300,10 @@ def test_gate_selftest_and_offline_dashboard_end_to_end(tmp_path):
     assert "| !! | EvalStep.time_eval_step" in proc.stdout  # the slowed side, flagged
     assert "SLOWER" in proc.stdout and "TrainStep.track_step_memory" in proc.stdout
     results = sorted((out / "results-base").glob("*/*-existing-*.json"))
-    assert [p.name.split("-", 1)[1] for p in results] == [f"existing-py{sys.version_info[0]}.{sys.version_info[1]}.json"]
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    # keyed by the Python version, not the interpreter's path (scripts/asv_stable_env.py)
+    assert [p.name.split("-", 1)[1] for p in results] == [f"existing-py{version}.json"]
+    assert json.loads(results[0].read_text())["params"]["python"] == version  # the graphs' key
 
     config = out / "asv.conf.results-base.json"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "asv_publish.py"), "--config", str(config)],
