@@ -24,10 +24,12 @@ class DataShape:
     num_classes: int = 10
     in_channels: int = 3
     input_size: int = 32
+    frames: bool = False  # event frames [N, T, C, H, W] (T from the data), not static images
 
     @classmethod
     def of(cls, bundle) -> DataShape:
-        return cls(bundle.num_classes, bundle.in_channels, bundle.input_size)
+        return cls(bundle.num_classes, bundle.in_channels, bundle.input_size,
+                   getattr(bundle, "timesteps", None) is not None)
 
 
 def neuron_options(cell: Cell) -> dict[str, Any]:
@@ -45,7 +47,7 @@ def build_model(cell: Resolved | Cell | None = None, shape: DataShape | None = N
     tickets come back with frozen weights and trainable scores; IMP-style pruners with
     all-ones masks that their rounds prune.
     """
-    shape_keys = {k: values.pop(k) for k in ("num_classes", "in_channels", "input_size") if k in values}
+    shape_keys = {k: values.pop(k) for k in ("num_classes", "in_channels", "input_size", "frames") if k in values}
     shape = DataShape(**{**(shape.__dict__ if shape else {}), **shape_keys})
     if not isinstance(cell, Resolved):
         base = cell if isinstance(cell, Cell) else Cell()
@@ -55,9 +57,13 @@ def build_model(cell: Resolved | Cell | None = None, shape: DataShape | None = N
     c = cell.cell
     options = neuron_options(c)
 
-    def neuron() -> nn.Module:
-        return cell.neuron(**options)
+    def neuron(**kw: Any) -> nn.Module:
+        return cell.neuron(**{**options, **kw})
 
+    # a model by reference (models.user) also learns the neuron constants, whether to replace its
+    # own neurons (model.neuron) and whether the data are event frames
+    user = {"tau": c.model.tau, "v_threshold": c.model.v_threshold, "replace": "model.neuron" in cell.uses,
+            "frames": shape.frames, "spiking": cell.spiking} if getattr(cell.architecture, "user_model", False) else {}
     torch.manual_seed(c.seed)
     model = cell.architecture(
         neuron=neuron,
@@ -67,5 +73,6 @@ def build_model(cell: Resolved | Cell | None = None, shape: DataShape | None = N
         width=c.model.width,
         timesteps=c.model.timesteps if cell.spiking else None,
         fc_bn=c.model.fc_bn,
+        **user,
     )
     return cell.pruner.apply(model, c)

@@ -44,7 +44,8 @@ def knob(default: Any, help: str, *, lo: float | None = None, hi: float | None =
 class ModelSpec:
     """What decides a model's structure and its initial weights (with the cell's seed)."""
 
-    arch: str = knob("resnet19", "architecture (any registered: `sjlt plugins`)")
+    arch: str = knob("resnet19", "architecture (any registered: `sjlt plugins`), or path/to/file.py:callable, "
+                                 "pkg.module:callable")
     width: float = knob(0.25, "channel width multiplier", lo=0.0, hi=4.0, lo_open=True)
     timesteps: int = knob(4, "time steps T of a spiking network", lo=1, hi=4096, conditional=True)
     tau: float = knob(2.0, "LIF membrane time constant (Kim et al. use 4/3)", lo=1.0, conditional=True)
@@ -60,6 +61,9 @@ class ModelSpec:
     learn_bn: bool = knob(False, "train BatchNorm affine parameters of a supermask network", conditional=True)
     scope: str = knob("layer", "supermask top-k: per layer, or one global threshold",
                       choices=("layer", "global"), conditional=True)
+    neuron: str = knob("", "spiking methods: replace every neuron of the model by this registered one (e.g. lif); "
+                           "empty = the method's own, and a model by reference (--arch FILE.py:make) keeps its "
+                           "neurons as built", conditional=True)
 
 
 @dataclass(frozen=True)
@@ -113,9 +117,12 @@ class Recipe:
 class DataSpec:
     """Which images the cell trains and tests on."""
 
-    dataset: str = knob("digits", "data set (any registered: `sjlt plugins`)")
+    dataset: str = knob("digits", "data set (any registered: `sjlt plugins`), or tensors:PATH, imagefolder:DIR, "
+                                  "frames:PATH, pkg.module:callable")
     limit_train: int | None = knob(None, "use only the first N training images", lo=1)
     limit_test: int | None = knob(None, "use only the first N test images", lo=1)
+    input_size: int = knob(0, "resize every image to this size (bilinear) before training, e.g. 28 for a model "
+                              "built for MNIST; 0 = as stored", lo=0, hi=4096, conditional=True)
 
 
 @dataclass(frozen=True)

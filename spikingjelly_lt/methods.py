@@ -9,7 +9,7 @@ components use, and their hash). Nothing below asks for a method by name again.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .cell import Cell, cell_hash, knobs
@@ -109,15 +109,21 @@ class Resolved:
     pruner: Any  # a fresh Pruner for this cell
     uses: frozenset[str]
     plugins: dict[str, dict[str, str]]  # kind -> {name, plugin, distribution, version}
+    #: what a model or data set named by reference adds to the identity:
+    #: ``{"model": {"source": {reference, sha256}}, "data": {"fingerprint": ...}}`` (empty for registered names)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def key(self) -> dict[str, Any]:
-        """The cell's identity: every field that counts for its method, nested."""
+        """The cell's identity: every field that counts for its method, nested; a model by reference
+        adds its reference and file sha256, a data set by reference its content fingerprint."""
         out: dict[str, Any] = {}
         for key, k in knobs().items():
             if k.conditional and key not in self.uses:
                 continue
             value = self.cell.get(key)
             (out.setdefault(k.section, {}) if k.section else out)[k.name] = value
+        for section, extra in self.sources.items():
+            out.setdefault(section, {}).update(extra)
         return out
 
     @property
@@ -154,14 +160,22 @@ def resolve(cell: Cell) -> Resolved:
     method = get_method(cell.method)
     neuron = plugins.lookup("neurons", method.neuron)
     arch = plugins.lookup("architectures", cell.model.arch)
-    plugins.lookup("datasets", cell.data.dataset)
+    data = plugins.lookup("datasets", cell.data.dataset)
     plugins.lookup("energy_models", cell.energy_model)
+    replaced = bool(cell.model.neuron) and bool(getattr(neuron, "spiking", False))
+    if replaced:  # model.neuron: a spiking method's neurons replaced by another registered one
+        neuron = plugins.lookup("neurons", cell.model.neuron)
+        if not getattr(neuron, "spiking", False):
+            raise UsageError(f"model.neuron={cell.model.neuron!r} is not a spiking neuron; the ANN activations "
+                             "come with the ANN methods (ann, bnn-lt, ...)")
     try:
         pruner = make_pruner(plugins.lookup("pruners", method.pruner), method.weights)
     except UnknownNameError as exc:  # a weight kind the pruner does not support
         raise UsageError(f"method {method.name!r}: {exc}") from None
     spiking = bool(getattr(neuron, "spiking", False))
-    uses = set(component_uses("neurons", neuron)) | set(component_uses("architectures", arch))
+    own_neurons = getattr(arch, "user_model", False) and not replaced and "neuron" not in arch.named.values()
+    uses = set() if own_neurons else set(component_uses("neurons", neuron))  # a user model's own neurons
+    uses |= set(component_uses("architectures", arch))
     uses |= set(component_uses("pruners", pruner))
     if spiking:
         uses.add("model.timesteps")
@@ -169,6 +183,20 @@ def resolve(cell: Cell) -> Resolved:
         uses.add("sparsity")
     else:
         uses.discard("sparsity")
+    if replaced:
+        uses.add("model.neuron")
+    if cell.data.input_size:
+        uses.add("data.input_size")
+    frames_t = getattr(data, "timesteps", None)
+    if spiking and frames_t and cell.model.timesteps != frames_t:
+        raise UsageError(f"dataset {cell.data.dataset!r} holds event frames with T={frames_t} but "
+                         f"model.timesteps={cell.model.timesteps}; leave model.timesteps unset (T comes from the "
+                         f"data) or set it to {frames_t}")
+    sources: dict[str, dict[str, Any]] = {}
+    if getattr(arch, "user_model", False):
+        sources["model"] = {"source": {"reference": arch.source.reference, "sha256": arch.source.sha256}}
+    if getattr(data, "fingerprint", None) and plugins.reference("datasets", cell.data.dataset) is not None:
+        sources["data"] = {"fingerprint": data.fingerprint}
     unknown = uses - set(knobs())
     if unknown:
         raise UsageError(f"method {method.name!r} declares unknown cell keys {sorted(unknown)}")
@@ -176,5 +204,5 @@ def resolve(cell: Cell) -> Resolved:
                     {"neuron": plugins.entry_info("neurons", method.neuron),
                      "pruner": plugins.entry_info("pruners", method.pruner),
                      "architecture": plugins.entry_info("architectures", cell.model.arch),
-                     "dataset": plugins.entry_info("datasets", cell.data.dataset)})
+                     "dataset": plugins.entry_info("datasets", cell.data.dataset)}, sources)
 

@@ -150,16 +150,56 @@ def names(kind: str) -> list[str]:
     return sorted(registry(kind))
 
 
+REFERABLE = ("architectures", "datasets")  # kinds that also take a reference (``file.py:make``, ``tensors:PATH``)
+
+
+def reference(kind: str, name: str):
+    """The object a reference names for ``kind``, or None when ``name`` is a plain name.
+
+    Architectures: ``file.py:callable`` / ``pkg.module:callable`` (see
+    :mod:`spikingjelly_lt.models.user`); data sets: those, ``tensors:``, ``imagefolder:``
+    and ``frames:`` (see :mod:`spikingjelly_lt.data.sources`). Each object carries its
+    ``source`` (reference, file, sha256 / fingerprint) for the cell's identity.
+    """
+    from .references import is_reference
+
+    if kind not in REFERABLE or not is_reference(name):
+        return None
+    if kind == "architectures":
+        from .models.user import UserArchitecture
+        from .references import load_reference
+
+        return UserArchitecture(*load_reference(name, "architecture"))
+    from .data.sources import dataset_reference
+
+    return dataset_reference(name)
+
+
 def lookup(kind: str, name: str):
-    """The object registered as ``name`` for ``kind``; an unknown name lists the valid ones."""
+    """The object registered as ``name`` for ``kind`` (or named by reference, see :func:`reference`);
+    an unknown name lists the valid ones."""
+    ref = reference(kind, name)
+    if ref is not None:
+        return ref
     reg = registry(kind)
     if name not in reg:
-        raise UnknownNameError(_SINGULAR[kind], name, reg)
+        hint = (["FILE.py:callable", "pkg.module:callable"] if kind == "architectures" else
+                ["tensors:PATH", "imagefolder:DIR", "frames:PATH", "pkg.module:callable"] if kind == "datasets"
+                else [])
+        exc = UnknownNameError(_SINGULAR[kind], name, reg)
+        if hint:
+            exc.args = (f"{exc.args[0]}, or {', '.join(hint)}",)
+        raise exc
     return reg[name].obj
 
 
 def entry_info(kind: str, name: str) -> dict[str, str]:
-    """Who registered ``name`` for ``kind``: plugin, distribution and version (for result rows)."""
+    """Who registered ``name`` for ``kind``: plugin, distribution and version (for result rows);
+    for a reference, where it comes from."""
+    ref = reference(kind, name)
+    if ref is not None:
+        src = ref.source.to_dict() if hasattr(ref.source, "to_dict") else dict(ref.source)
+        return {"name": name, "plugin": "reference", **{k: v for k, v in src.items() if v is not None}}
     entry = registry(kind)[name]
     dist, version = _distributions.get(entry.plugin, ("?", "?"))
     return {"name": name, "plugin": entry.plugin, "distribution": dist, "version": version}

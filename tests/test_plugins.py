@@ -73,7 +73,8 @@ def test_a_plugin_that_raises_is_one_warning_and_the_rest_works(caplog):
 def test_unknown_lookup_lists_valid_names():
     with pytest.raises(UnknownNameError) as info:
         plugins.lookup("datasets", "mnist")
-    assert str(info.value) == "unknown dataset 'mnist'; valid: " + ", ".join(plugins.names("datasets"))
+    assert str(info.value) == ("unknown dataset 'mnist'; valid: " + ", ".join(plugins.names("datasets"))
+                               + ", or tensors:PATH, imagefolder:DIR, frames:PATH, pkg.module:callable")
     with pytest.raises(UnknownNameError, match="valid: architectures, datasets"):
         plugins.registry("losses")
 

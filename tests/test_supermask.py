@@ -130,8 +130,10 @@ def test_keep_first_last_dense_and_learn_bn():
     model = tiny(sparsity=0.5, keep_first=True, keep_last=True, learn_bn=True)
     assert not parametrize.is_parametrized(model[0]) and not parametrize.is_parametrized(model[4])
     assert model[0].weight.requires_grad and model[1].weight.requires_grad
-    model = tiny(sparsity=0.5)
+    model = tiny(sparsity=0.5, learn_bn=False)
     assert not model[1].weight.requires_grad and not model[1].bias.requires_grad
+    model = tiny(sparsity=0.5)  # the default is the binw-slt preset's (the smoke profile trains BN)
+    assert model[1].weight.requires_grad and model[1].bias.requires_grad
 
 
 def test_bake_leaves_plain_module_with_effective_weight():

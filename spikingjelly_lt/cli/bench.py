@@ -42,15 +42,30 @@ def resolve_request(*, profile: str = "smoke", config: Path | None = None, sets:
     if given:
         cell = cell.with_values(given)
     plugins.lookup("architectures", cell.model.arch)
-    plugins.lookup("datasets", cell.data.dataset)
+    loader = plugins.lookup("datasets", cell.data.dataset)
     plugins.lookup("energy_models", cell.energy_model)
-    if check_data and cell.data.dataset != "digits" and not data_dir:
+    frames_t = getattr(loader, "timesteps", None)
+    if frames_t and not _timesteps_given(config, sets, given):  # event frames: T comes from the data
+        cell = cell.with_values({"model.timesteps": frames_t})
+    takes = getattr(loader, "takes_data_dir", None)  # True: needs it, False: reads none, None: optional
+    if check_data and takes and not data_dir:
         raise UsageError(f"dataset {cell.data.dataset!r} needs --data-dir (a folder holding the official python-format files)")
+    if data_dir and takes is False:
+        raise UsageError(f"dataset {cell.data.dataset!r} reads no --data-dir (given {data_dir!r}); drop the option")
     if data_dir and not Path(data_dir).exists():
         raise UsageError(f"data dir {data_dir!r} does not exist")
     if data_dir and not Path(data_dir).is_dir():
         raise UsageError(f"data dir {data_dir!r} is a file, not a folder")
     return cell, prof
+
+
+def _timesteps_given(config: Path | None, sets: list[str] | None, given: dict) -> bool:
+    """Whether the request names model.timesteps itself (--timesteps, --set or --config)."""
+    from ..cell import parse_assignment, read_config_file
+
+    keys = set(given) | (set(read_config_file(config)) if config is not None else set())
+    keys |= {parse_assignment(t)[0] for t in sets or ()}
+    return bool(keys & {"model.timesteps", "timesteps"})
 
 
 GRID_FIELDS = {"method": "--methods", "sparsity": "--sparsity", "seed": "--seeds"}  # the matrix's own axes

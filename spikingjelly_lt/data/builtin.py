@@ -7,6 +7,11 @@ from .digits import load_digits_bundle
 __all__ = ["register_datasets"]
 
 
+# what `sjlt bench` asks of --data-dir: True needs it, False reads none (a stray one is refused)
+load_cifar10.takes_data_dir = load_cifar100.takes_data_dir = True
+load_digits_bundle.takes_data_dir = False
+
+
 @hookimpl
 def register_datasets(register):
     register("digits", load_digits_bundle)

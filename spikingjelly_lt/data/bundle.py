@@ -38,6 +38,10 @@ class DataBundle:
     augment: bool
     val_x: torch.Tensor | None = None  # the validation split carved from the training images
     val_y: torch.Tensor | None = None
+    #: content fingerprint of what was read (``sha256:...`` of the files or arrays), or None
+    fingerprint: str | None = None
+    #: event frames ``[N, T, C, H, W]``: T of the data (no repeat encoding); None for static images
+    timesteps: int | None = None
 
     def split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y)`` of ``"train"``, ``"val"`` or ``"test"``."""
@@ -54,7 +58,7 @@ class DataBundle:
     def with_validation(self, fraction: float, seed: int = SPLIT_SEED) -> DataBundle:
         """The same data with ``fraction`` of the training images moved into a validation split,
         stratified by class (see :func:`stratified_split`); 0 leaves the bundle as it is."""
-        if fraction <= 0:
+        if fraction <= 0 or self.val_y is not None:  # a data set that brings its own split keeps it
             return self
         train_idx, val_idx = stratified_split(self.train_y, fraction, seed)
         if len(val_idx) == 0:
@@ -65,6 +69,26 @@ class DataBundle:
         logger.debug("%s: %d train + %d validation images (fraction %g, seed %d)", self.name,
                      len(train_idx), len(val_idx), fraction, seed)
         return bundle
+
+    def resized(self, size: int) -> DataBundle:
+        """The same data with every image resized to ``size x size`` (bilinear, as float32 in the
+        data's own scale; event frames per frame)."""
+        import torch.nn.functional as F
+
+        if size == self.input_size:
+            return self
+
+        def resize(x: torch.Tensor | None) -> torch.Tensor | None:
+            if x is None:
+                return None
+            scale = 255.0 if x.dtype == torch.uint8 else 1.0
+            lead = x.shape[:-3]
+            flat = x.reshape(-1, *x.shape[-3:]).to(torch.float32) / scale
+            out = F.interpolate(flat, size=(size, size), mode="bilinear", align_corners=False)
+            return out.reshape(*lead, *out.shape[-3:]).contiguous()
+
+        return dataclasses.replace(self, train_x=resize(self.train_x), test_x=resize(self.test_x),
+                                   val_x=resize(self.val_x), input_size=size)
 
     def limited(self, train: int | None = None, test: int | None = None) -> DataBundle:
         """The same data set keeping only the first ``train``/``test`` images (None: all)."""
@@ -118,10 +142,16 @@ def load_dataset(
     limit_train: int | None = None,
     limit_test: int | None = None,
     val_fraction: float = 0.0,
+    input_size: int = 0,
 ) -> DataBundle:
-    """Load the registered data set ``name`` (see ``register_datasets``), optionally limited
-    (first N images), then with ``val_fraction`` of the (limited) training images held out."""
+    """Load the data set ``name`` (registered, see ``register_datasets``, or a reference:
+    ``tensors:PATH``, ``imagefolder:DIR``, ``frames:PATH``, ``pkg.module:callable``),
+    optionally limited (first N images), then with ``val_fraction`` of the (limited)
+    training images held out; ``input_size`` > 0 resizes the images (bilinear) to that size."""
     from ..plugins import lookup
 
     loader = lookup("datasets", name)
-    return loader(data_dir).limited(limit_train, limit_test).with_validation(val_fraction)
+    bundle = loader(data_dir)
+    if input_size:
+        bundle = bundle.resized(input_size)
+    return bundle.limited(limit_train, limit_test).with_validation(val_fraction)

@@ -161,7 +161,20 @@ def _load(fmt: _Format, data_dir: str | Path | None) -> DataBundle:
         mean=fmt.mean,
         std=fmt.std,
         augment=True,
+        fingerprint=_fingerprint(folder, [*train_files, fmt.test_file]),
     )
+
+
+def _fingerprint(folder: Path, files: list[str]) -> str:
+    """sha256 over the names and contents of the files read (stored with each result row)."""
+    import hashlib
+
+    from ..references import file_sha256
+
+    h = hashlib.sha256()
+    for name in files:
+        h.update(f"{name}\0{file_sha256(folder / name)}\n".encode())
+    return "sha256:" + h.hexdigest()
 
 
 def load_cifar10(data_dir: str | Path | None = None) -> DataBundle:

@@ -256,7 +256,7 @@ def run_cell(
     if recipe.batch_size % ddp.world:
         raise CellFailed(f"batch size {recipe.batch_size} is not divisible by the {ddp.world} processes")
     bundle = load_dataset(c.data.dataset, data_dir, limit_train=c.data.limit_train, limit_test=c.data.limit_test,
-                          val_fraction=recipe.val_fraction)
+                          val_fraction=recipe.val_fraction, input_size=c.data.input_size)
     # on a GPU the whole (uint8) data set moves there once; batches and augmentation are built there
     data_device = device if device.type == "cuda" else None
     train_loader = make_loader(bundle, "train", recipe.batch_size // ddp.world, seed=c.seed, drop_last=True,
@@ -287,6 +287,9 @@ def run_cell(
             raise CellFailed(str(exc)) from None
         if ck.get("key") != key:
             raise CellFailed(f"checkpoint {checkpoint} belongs to another cell; move it away")
+        if ck.get("data_fingerprint", bundle.fingerprint) != bundle.fingerprint:  # never resume on other data
+            raise CellFailed(f"checkpoint {checkpoint} was trained on other data (fingerprint "
+                             f"{ck.get('data_fingerprint')}, now {bundle.fingerprint}); move it away to start over")
         pruner.load_state_dict(ck["pruner"])
         model.load_state_dict(ck["model"])
         if "timesteps" in ck:
@@ -307,6 +310,7 @@ def run_cell(
         if checkpoint:
             save_checkpoint(checkpoint, {"key": key, "cell": c.to_dict(), "model": model.state_dict(), "optimizers": opts.state_dict(),
                                          "pruner": pruner.state_dict(), "timesteps": getattr(model, "timesteps", None),
+                                         "data_fingerprint": bundle.fingerprint,
                                          **state, **extra})
 
     progress("start", config=c.to_dict(), rounds=rounds, epochs=recipe.epochs, steps=steps,
@@ -400,6 +404,7 @@ def run_cell(
         "step_memory_estimate_bytes": step_bytes,
         "compute": prec.describe(),
         "mask_digest": mask_digest(model),
+        "data_fingerprint": bundle.fingerprint,
         "params": sum(p.numel() for p in model.parameters()),
     }
     for k, value in list(metrics.items()):
@@ -446,7 +451,8 @@ def load_trained(checkpoint: str | Path, data_dir: str | None = None):
     cell = Cell.from_dict(ck["cell"]) if "cell" in ck else Cell.from_dict(ck["key"])
     r = resolve(cell)
     bundle = load_dataset(cell.data.dataset, data_dir, limit_train=cell.data.limit_train,
-                          limit_test=cell.data.limit_test, val_fraction=cell.recipe.val_fraction)
+                          limit_test=cell.data.limit_test, val_fraction=cell.recipe.val_fraction,
+                          input_size=cell.data.input_size)
     model = build_model(r, DataShape.of(bundle))
     model.load_state_dict(ck["model"])
     return r, bundle, model
