@@ -63,7 +63,7 @@ def import_module_or_file(target: str, what: str):
     if target.endswith(".py") or "/" in target or "\\" in target:
         p = Path(target).expanduser()
         if not p.is_file():
-            raise UsageError(f"{what} {target!r}: file {p} does not exist")
+            raise UsageError(f"cannot load {what} {target!r}: file {p} does not exist")
         if p.suffix != ".py":
             raise UsageError(f"{what} {target!r}: {p} is not a .py file")
         path = str(p.resolve())
@@ -92,7 +92,7 @@ def import_module_or_file(target: str, what: str):
     try:
         module = importlib.import_module(target)
     except Exception as exc:  # noqa: BLE001
-        raise UsageError(f"{what} {target!r}: cannot import module {target!r} ({type(exc).__name__}: "
+        raise UsageError(f"cannot load {what} {target!r}: cannot import module {target!r} ({type(exc).__name__}: "
                          f"{_first_line(exc)})") from None
     return module, getattr(module, "__file__", None)
 
@@ -106,7 +106,7 @@ def load_reference(ref: str, what: str = "reference") -> tuple[object, Source]:
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise UsageError(f"{what} {ref!r}: {target} has no attribute {attr!r}")
+            raise UsageError(f"cannot load {what} {ref!r}: {target} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not callable(obj):
         raise UsageError(f"{what} {ref!r}: {attr} is not callable")

@@ -9,7 +9,6 @@ and membrane energy in separate columns.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -29,42 +28,12 @@ def _baseline_cfg(cfg, method: str):
     return cfg.baseline(method)
 
 
-def _load_user_model(spec: str):
-    """``pkg.mod:build`` -> the ``nn.Module`` that ``build()`` returns."""
-    from torch import nn
-
-    mod_name, _, attr = spec.partition(":")
-    if not mod_name or not attr:
-        raise UsageError(f"--model-module wants MODULE:CALLABLE (e.g. my_pkg.my_net:build), not {spec!r}")
-    try:
-        fn = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise UsageError(f"cannot load {spec!r}: {exc}") from exc
-    model = fn() if callable(fn) else fn
-    if not isinstance(model, nn.Module):
-        raise UsageError(f"{spec} returned {type(model).__name__}, not a torch nn.Module")
-    return model
-
-
-def _user_batches(model, loader, timesteps: int, max_batches: int):
-    """Batches in the layout the model takes: ``[T, N, ...]`` for a multi-step net without
-    its own ``timesteps`` (direct encoding: the image at every step), else ``[N, ...]``."""
-    from ..energy.counter import is_neuron_node
-
-    multi = not getattr(model, "timesteps", None) and any(
-        getattr(m, "step_mode", "s") == "m" for m in model.modules() if is_neuron_node(m))
-    for i, (x, *_) in enumerate(loader):
-        if i >= max_batches:
-            break
-        yield x.unsqueeze(0).repeat(timesteps, *([1] * x.dim())) if multi else x
-
-
 @app.command("energy")
 def energy_command(
     checkpoint: Annotated[Path | None, typer.Option(help="A trainer checkpoint (RESULTS.db.ckpt/HASH.pt); omit for an untrained model.")] = None,
-    model_module: Annotated[str | None, typer.Option(help="Count your own model: MODULE:CALLABLE returning an nn.Module (input: the data set's test images).")] = None,
-    arch: Annotated[str, typer.Option(help="Architecture (without a checkpoint).")] = "resnet19",
-    method: Annotated[str, typer.Option(help="Method (without a checkpoint).")] = "binw-slt",
+    model_module: Annotated[str | None, typer.Option(help="Alias of --arch for your own model (MODULE:CALLABLE or FILE.py:CALLABLE); counted as built (method snn unless --method).")] = None,
+    arch: Annotated[str | None, typer.Option(help="Architecture (without a checkpoint): registered, FILE.py:CALLABLE or MODULE:CALLABLE (default resnet19).")] = None,
+    method: Annotated[str | None, typer.Option(help="Method (without a checkpoint; default binw-slt, snn for --model-module).")] = None,
     dataset: Annotated[str, typer.Option(help="Data set (without a checkpoint).")] = "digits",
     data_dir: Annotated[str | None, typer.Option(help="Data folder for CIFAR.")] = None,
     width: Annotated[float, typer.Option(help="Width multiplier (without a checkpoint).")] = 0.25,
@@ -90,60 +59,60 @@ def energy_command(
     x_ann = x_snn = None
     snn_source = None
     config: dict | None = None
-    if model_module is not None:
-        net = _load_user_model(model_module)
-        bundle = load_dataset(dataset, data_dir, limit_test=images)
-        loader = make_loader(bundle, "test", batch)
-        report = count_energy(net, _user_batches(net, loader, timesteps, max_batches), cost,
-                              timesteps=timesteps, pooled_fc=pooled_fc)
-        source, title = model_module, model_module
+    if model_module is not None:  # an alias of --arch, counting the model as built (dense SNN)
+        if arch is not None and arch != model_module:
+            raise UsageError(f"--model-module {model_module!r} and --arch {arch!r} name two models; give one")
+        if ":" not in model_module:
+            raise UsageError(f"--model-module wants MODULE:CALLABLE or FILE.py:CALLABLE (e.g. my_pkg.my_net:build), "
+                             f"not {model_module!r}")
+        arch, method = model_module, method or "snn"
+    arch, method = arch or "resnet19", method or "binw-slt"
+    from ..build import DataShape, build_model
+    from ..training.trainer import load_trained
+
+    if checkpoint is not None:
+        cfg, bundle, net = load_trained(checkpoint, data_dir)
+        source = str(checkpoint)
+        from .common import warn_checkpoint_overrides
+
+        warn_checkpoint_overrides(cfg, source, {"arch": arch, "method": method, "dataset": dataset,
+                                                "width": width, "timesteps": timesteps, "sparsity": sparsity})
     else:
-        from ..build import DataShape, build_model
-        from ..training.trainer import load_trained
+        from ..cell import Cell
+        from ..methods import resolve
 
-        if checkpoint is not None:
-            cfg, bundle, net = load_trained(checkpoint, data_dir)
-            source = str(checkpoint)
-            from .common import warn_checkpoint_overrides
+        cell = Cell().replace(method=method, arch=arch, width=width, timesteps=timesteps, sparsity=sparsity,
+                              dataset=dataset, limit_test=images)
+        cfg = resolve(cell)
+        bundle = load_dataset(dataset, data_dir, limit_test=images)
+        net = build_model(cfg, DataShape.of(bundle))
+        source = "untrained (random init)"
+        err_console.print("[yellow]no checkpoint: firing rates of an untrained network[/yellow]")
+    loader = make_loader(bundle, "test", batch)
+    report = count_energy(net, loader, cost, max_batches=max_batches, pooled_fc=pooled_fc)
+    shape = DataShape.of(bundle)
+    ann = count_energy(build_model(_baseline_cfg(cfg, "ann"), shape), loader, cost, max_batches=1)
+    if snn_checkpoint is None and checkpoint is not None:
+        sibling = checkpoint.parent / f"{_baseline_cfg(cfg, 'snn').hash}.pt"
+        snn_checkpoint = sibling if sibling.is_file() else None
+    if snn_checkpoint is not None:
+        snn_cfg, _, snn_net = load_trained(snn_checkpoint, data_dir)
+        snn_source = str(snn_checkpoint)
+        from .common import check_snn_reference
 
-            warn_checkpoint_overrides(cfg, source, {"arch": arch, "method": method, "dataset": dataset,
-                                                    "width": width, "timesteps": timesteps, "sparsity": sparsity})
-        else:
-            from ..cell import Cell
-            from ..methods import resolve
-
-            cell = Cell().replace(method=method, arch=arch, width=width, timesteps=timesteps, sparsity=sparsity,
-                                  dataset=dataset, limit_test=images)
-            cfg = resolve(cell)
-            bundle = load_dataset(dataset, data_dir, limit_test=images)
-            net = build_model(cfg, DataShape.of(bundle))
-            source = "untrained (random init)"
-            err_console.print("[yellow]no checkpoint: firing rates of an untrained network[/yellow]")
-        loader = make_loader(bundle, "test", batch)
-        report = count_energy(net, loader, cost, max_batches=max_batches, pooled_fc=pooled_fc)
-        shape = DataShape.of(bundle)
-        ann = count_energy(build_model(_baseline_cfg(cfg, "ann"), shape), loader, cost, max_batches=1)
-        if snn_checkpoint is None and checkpoint is not None:
-            sibling = checkpoint.parent / f"{_baseline_cfg(cfg, 'snn').hash}.pt"
-            snn_checkpoint = sibling if sibling.is_file() else None
-        if snn_checkpoint is not None:
-            snn_cfg, _, snn_net = load_trained(snn_checkpoint, data_dir)
-            snn_source = str(snn_checkpoint)
-            from .common import check_snn_reference
-
-            check_snn_reference(cfg, snn_cfg, snn_source)
-        elif checkpoint is None:  # untrained against untrained: the same footing
-            snn_net = build_model(_baseline_cfg(cfg, "snn"), shape)
-            snn_source = "untrained dense SNN (pass --snn-checkpoint for a trained one)"
-        else:  # a trained cell is never priced against an untrained baseline
-            snn_net = None
-            snn_source = (f"none: no trained dense SNN of this cell ({_baseline_cfg(cfg, 'snn').hash}.pt) beside "
-                          f"{checkpoint}; pass --snn-checkpoint")
-        x_ann = energy_ratio(ann, report, cost)
-        x_snn = None if snn_net is None else energy_ratio(
-            count_energy(snn_net, loader, cost, max_batches=max_batches, pooled_fc=pooled_fc), report, cost)
-        config = cfg.cell.to_dict()
-        title = f"{cfg.cell.model.arch} {cfg.cell.method}"
+        check_snn_reference(cfg, snn_cfg, snn_source)
+    elif checkpoint is None:  # untrained against untrained: the same footing
+        snn_net = build_model(_baseline_cfg(cfg, "snn"), shape)
+        snn_source = "untrained dense SNN (pass --snn-checkpoint for a trained one)"
+    else:  # a trained cell is never priced against an untrained baseline
+        snn_net = None
+        snn_source = (f"none: no trained dense SNN of this cell ({_baseline_cfg(cfg, 'snn').hash}.pt) beside "
+                      f"{checkpoint}; pass --snn-checkpoint")
+    x_ann = energy_ratio(ann, report, cost)
+    x_snn = None if snn_net is None else energy_ratio(
+        count_energy(snn_net, loader, cost, max_batches=max_batches, pooled_fc=pooled_fc), report, cost)
+    config = cfg.cell.to_dict()
+    title = f"{cfg.cell.model.arch} {cfg.cell.method}"
     by_model = {name: energy_under(report, name) for name in plugins.names("energy_models")}
     if as_json:
         typer.echo(dump_json({

@@ -146,6 +146,14 @@ def _show_row(row: dict, as_json: bool) -> None:
         for k, v in key.items():
             table.add_row(k, str(v), "yes")
     out_console.print(table)
+    config = row.get("config") or {}
+    source = (config.get("model") or {}).get("source")
+    if source:  # a model by reference: what was run, and the sha256 of the file defining it
+        out_console.print(f"model: {source.get('reference')} (sha256 {source.get('sha256')})", highlight=False,
+                          soft_wrap=True)
+    fingerprint = (config.get("data") or {}).get("fingerprint") or (row.get("metrics") or {}).get("data_fingerprint")
+    if fingerprint:
+        out_console.print(f"data: {flatten(config).get('dataset')} ({fingerprint})", highlight=False, soft_wrap=True)
     for label, value in (("method", described.get("method")), ("plugins", described.get("plugins")),
                          ("pruner", (row.get("metrics") or {}).get("pruner")),
                          ("baselines", described.get("baselines"))):

@@ -145,7 +145,7 @@ class UserArchitecture:
             raise UsageError(f"architecture {ref!r}: calling it with {sorted(kwargs)} failed: "
                              f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}") from None
         if not isinstance(net, nn.Module):
-            raise UsageError(f"architecture {ref!r} returned {type(net).__name__}, not a torch.nn.Module")
+            raise UsageError(f"architecture {ref!r} returned {type(net).__name__}, not a torch nn.Module")
         if not spiking:
             to_ann(net, neuron)
         elif replace:
