@@ -79,6 +79,14 @@ def replace_neurons(model: nn.Module, factory: Callable[..., nn.Module]) -> int:
     return _replace(model, lambda old: factory(step_mode=getattr(old, "step_mode", "s")))
 
 
+def _one_step_mode(model: nn.Module) -> None:
+    modes = {m.step_mode for m in model.modules() if isinstance(getattr(m, "step_mode", None), str)}
+    if len(modes) > 1:
+        from .._sj import set_step_mode
+
+        set_step_mode(model, "m")
+
+
 def _multi_step(model: nn.Module) -> bool:
     return any(getattr(m, "step_mode", None) == "m" for m in model.modules())
 
@@ -146,6 +154,8 @@ class UserArchitecture:
                              f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}") from None
         if not isinstance(net, nn.Module):
             raise UsageError(f"architecture {ref!r} returned {type(net).__name__}, not a torch nn.Module")
+        if "neuron" in self.named.values():  # our neurons (step mode 'm') in a model built for step mode 's':
+            _one_step_mode(net)               # SpikingJelly's zoo sets the mode after building; so do we
         if not spiking:
             to_ann(net, neuron)
         elif replace:

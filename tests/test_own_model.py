@@ -1,0 +1,133 @@
+"""Issue 21, part 1: a user's own SpikingJelly model by reference (--arch FILE.py:make), end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from conftest import run_cli
+
+MODEL = '''
+import torch.nn as nn
+from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+
+def make(num_classes, in_channels, input_size):
+    net = nn.Sequential(
+        layer.Conv2d(in_channels, 8, 3, padding=1, bias=False), layer.BatchNorm2d(8),
+        neuron.LIFNode(tau=2.0, surrogate_function=surrogate.ATan(), detach_reset=True),
+        layer.Flatten(), layer.Linear(8 * input_size * input_size, num_classes),
+    )
+    functional.set_step_mode(net, "m")
+    return net
+
+
+def make_plif(num_classes, in_channels, input_size):  # single-step, PLIF, a biased classifier
+    return nn.Sequential(
+        layer.Conv2d(in_channels, 4, 3, padding=1), layer.BatchNorm2d(4), neuron.ParametricLIFNode(),
+        layer.Flatten(), layer.Linear(4 * input_size * input_size, num_classes),
+    )
+'''
+
+
+def write_inputs(tmp_path, n_train=400, n_test=120):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images * 255 / 16).astype(np.uint8)[:, None]
+    y = d.target.astype(np.int64)
+    (tmp_path / "mynet.py").write_text(MODEL)
+    data = tmp_path / "mydata.npz"
+    np.savez(data, x_train=x[:n_train], y_train=y[:n_train], x_test=x[1500:1500 + n_test],
+             y_test=y[1500:1500 + n_test])
+    return tmp_path / "mynet.py", data
+
+
+def bench(args, capsys, monkeypatch):
+    code, out, err = run_cli(["bench", *args, "--json"], capsys, monkeypatch)
+    assert code == 0, err
+    return json.loads(out)["cells"]
+
+
+def test_bench_own_model_and_tensors_and_data_identity(tmp_path, capsys, monkeypatch):
+    import hashlib
+
+    net, data = write_inputs(tmp_path)
+    args = ["--arch", f"{net}:make", "--dataset", f"tensors:{data}", "--methods", "snn,binw-slt,bnn-lt,ann",
+            "--set", "recipe.epochs=1", "--results", str(tmp_path / "r.db")]
+    cells = bench(args, capsys, monkeypatch)
+    assert [c["status"] for c in cells] == ["done"] * 4
+    net_sha = hashlib.sha256(net.read_bytes()).hexdigest()
+    data_sha = "sha256:" + hashlib.sha256(data.read_bytes()).hexdigest()
+    for c in cells:
+        key = c["cell"]["key"]
+        assert key["model"]["source"] == {"reference": f"{net}:make", "sha256": net_sha}
+        assert key["data"]["fingerprint"] == data_sha
+        assert c["metrics"]["data_fingerprint"] == data_sha
+    # one changed pixel: the same command trains again instead of resuming
+    z = dict(np.load(data))
+    z["x_train"][0, 0, 0, 0] ^= 1
+    np.savez(data, **z)
+    again = bench([*args[:5], "snn", *args[6:]], capsys, monkeypatch)
+    assert again[0]["status"] == "done" and again[0]["config_hash"] != cells[0]["config_hash"]
+    assert bench([*args[:5], "snn", *args[6:]], capsys, monkeypatch)[0]["status"] == "skipped"
+    code, out, _ = run_cli(["results", "show", str(tmp_path / "r.db"), cells[1]["config_hash"]], capsys, monkeypatch)
+    assert code == 0 and f"model: {net}:make (sha256 {net_sha})" in out and data_sha in out
+
+
+def test_user_neurons_kept_to_ann_and_inputs(tmp_path):
+    from spikingjelly.activation_based import neuron
+
+    from spikingjelly_lt.build import DataShape, build_model
+    from spikingjelly_lt.cell import Cell
+    from spikingjelly_lt.methods import resolve
+    from spikingjelly_lt.models.user import UserNet
+    from spikingjelly_lt.nn.neurons import ReLU, Sign
+
+    net, _ = write_inputs(tmp_path)
+    shape = DataShape(10, 1, 8)
+    base = Cell().replace(arch=f"{net}:make_plif", timesteps=3)
+    snn = build_model(resolve(base.replace(method="snn")), shape)
+    slt = build_model(resolve(base.replace(method="binw-slt")), shape)
+    plifs = [m for m in slt.modules() if isinstance(m, neuron.ParametricLIFNode)]
+    assert isinstance(slt, UserNet) and len(plifs) == 1 and plifs[0].w.requires_grad  # a PLIF stays a trainable PLIF
+    assert torch.equal(slt.net[4].bias, snn.net[4].bias) and not slt.net[4].bias.requires_grad  # bias kept, frozen
+    calls = []
+    snn.net[0].register_forward_hook(lambda *a: calls.append(1))
+    assert snn(torch.randn(5, 1, 8, 8)).shape == (5, 10) and len(calls) == 3  # single-step: run step by step
+    ann = build_model(resolve(base.replace(method="ann")), shape)
+    assert not any(isinstance(m, neuron.BaseNode) for m in ann.modules()) and isinstance(ann.net[2], ReLU)
+    assert isinstance(build_model(resolve(base.replace(method="bnn-act-lt")), shape).net[2], Sign)
+    lif = resolve(base.replace(method="snn", neuron="lif"))
+    assert "model.neuron" in lif.uses and lif.hash != resolve(base.replace(method="snn")).hash
+    assert not any(isinstance(m, neuron.ParametricLIFNode) for m in build_model(lif, shape).modules())
+    multi = build_model(resolve(Cell().replace(arch=f"{net}:make", method="snn", timesteps=2)), shape)
+    assert multi.multi_step and multi(torch.randn(3, 1, 8, 8)).shape == (3, 10)
+
+
+def test_identity_follows_the_model_file_and_config_show(tmp_path, capsys, monkeypatch):
+    from spikingjelly_lt.cell import Cell
+    from spikingjelly_lt.methods import resolve
+
+    net, _ = write_inputs(tmp_path)
+    ref = f"{net}:make"
+    before = resolve(Cell().replace(arch=ref)).hash
+    net.write_text(MODEL + "\n# edited\n")
+    assert resolve(Cell().replace(arch=ref)).hash != before  # an edited model re-runs
+    assert "source" not in resolve(Cell()).key().get("model", {})  # built-in cells: identity unchanged
+    code, out, _ = run_cli(["config", "show", "--set", f"model.arch={ref}", "--json"], capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["key"]["model"]["source"]["reference"] == ref
+    for arch, msg in ((f"{tmp_path}/nope.py:make", "does not exist"), (f"{net}:nope", "has no attribute"),
+                      ("resnet18", "or FILE.py:callable")):
+        code, _, err = run_cli(["config", "show", "--set", f"model.arch={arch}"], capsys, monkeypatch)
+        assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_zoo_parametric_lif_mnistnet_runs_bench(tmp_path, capsys, monkeypatch):
+    cells = bench(["--arch", "spikingjelly.activation_based.model.parametric_lif_net:MNISTNet", "--methods",
+                   "snn,binw-slt", "--set", "data.input_size=28", "--set", "recipe.epochs=1", "--limit-train", "96",
+                   "--set", "data.limit_test=32", "--set", "recipe.batch_size=32", "--results",
+                   str(tmp_path / "z.db")], capsys, monkeypatch)
+    assert [c["status"] for c in cells] == ["done", "done"]
+    assert cells[0]["cell"]["key"]["data"]["input_size"] == 28
