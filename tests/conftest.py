@@ -5,6 +5,9 @@ import pytest
 import torch
 
 torch.set_num_threads(int(os.environ.get("SJLT_TEST_THREADS", "2")))
+# `auto` execution paths take the default path instead of being timed (reproducible numbers;
+# tests/test_execpath.py measures them on purpose). Subprocesses inherit it.
+os.environ.setdefault("SJLT_EXEC_PATH", "default")
 
 CIFAR_SUBSET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-subset"
 

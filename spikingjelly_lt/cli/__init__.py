@@ -77,7 +77,7 @@ def main() -> None:
 def _main() -> None:
     from . import plugins_cmd  # noqa: F401  (registers commands)
 
-    for mod in ("bench", "config_cmd", "energy", "results_cmd", "ticket"):
+    for mod in ("bench", "config_cmd", "energy", "results_cmd", "ticket", "tune_cmd"):
         try:
             __import__(f"{__name__}.{mod}")
         except ModuleNotFoundError as exc:

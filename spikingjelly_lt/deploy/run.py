@@ -54,6 +54,8 @@ def _layout_of(cell: dict | None) -> str:
     before the field ran NCHW)."""
     cell = cell or {}
     fmt = cell.get("memory_format") or (cell.get("recipe") or {}).get("memory_format")  # flat or nested
+    if fmt == "auto":  # measured per machine at training time; the default path's layout
+        return "channels_last"
     return fmt if fmt in ("channels_last", "contiguous") else "contiguous"
 
 

@@ -18,7 +18,7 @@ __all__ = ["lif", "if_node", "relu", "sign", "Sign", "ReLU", "SPIKING_NEURONS"]
 SPIKING_NEURONS = frozenset({"lif", "if"})
 
 
-LIF_IMPLS = ("fast", "spikingjelly")
+LIF_IMPLS = ("auto", "fast", "torch", "spikingjelly")
 
 
 def lif(*, tau: float = 2.0, v_threshold: float = 1.0, step_mode: str = "m", impl: str = "fast", **_) -> nn.Module:
@@ -26,17 +26,20 @@ def lif(*, tau: float = 2.0, v_threshold: float = 1.0, step_mode: str = "m", imp
 
     ``impl='fast'`` (default) is :class:`~spikingjelly_lt.nn.fast_lif.FastLIFNode`, one
     autograd op over all T steps, bit-identical spikes to SpikingJelly's ``LIFNode``
-    and gradients equal to float32 rounding (tests compare them); ``'spikingjelly'``
-    is SpikingJelly's ``LIFNode`` itself.
+    and gradients equal to float32 rounding (tests compare them), running the fused C++
+    kernel where it builds; ``'torch'`` is the same op in torch ops (``native=False``);
+    ``'auto'`` builds the fast node, and the trainer sets ``native`` to the measured
+    choice (:mod:`spikingjelly_lt.training.execpath`); ``'spikingjelly'`` is
+    SpikingJelly's ``LIFNode`` itself.
     """
     from ..errors import check_choice
 
-    if check_choice("LIF implementation", impl, LIF_IMPLS) == "fast":
+    if check_choice("LIF implementation", impl, LIF_IMPLS) != "spikingjelly":
         from .fast_lif import FastLIFNode
 
         return FastLIFNode(
             tau=tau, v_threshold=v_threshold, v_reset=0.0, surrogate_function=surrogate.ATan(),
-            detach_reset=True, step_mode=step_mode,
+            detach_reset=True, step_mode=step_mode, native=impl != "torch",
         )
     return neuron.LIFNode(
         tau=tau,

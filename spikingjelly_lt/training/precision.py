@@ -103,6 +103,8 @@ def precision_for(name: str, device: str | torch.device = "cpu", memory_format: 
     device = torch.device(device)
     if name not in PRECISIONS:
         raise UsageError(f"unknown precision {name!r}; valid: {', '.join(PRECISIONS)}")
+    if memory_format == "auto":  # the measured choice is the trainer's (training/execpath.py); alone: the default
+        memory_format = "channels_last"
     if memory_format not in MEMORY_FORMATS:
         raise UsageError(f"unknown memory format {memory_format!r}; valid: {', '.join(MEMORY_FORMATS)}")
     dtype = None
