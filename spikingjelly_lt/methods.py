@@ -185,8 +185,8 @@ def resolve(cell: Cell) -> Resolved:
         uses.discard("sparsity")
     if replaced:
         uses.add("model.neuron")
-    if cell.data.input_size:
-        uses.add("data.input_size")
+    if cell.data.resize:
+        uses.add("data.resize")
     frames_t = getattr(data, "timesteps", None)
     if spiking and frames_t and cell.model.timesteps != frames_t:
         raise UsageError(f"dataset {cell.data.dataset!r} holds event frames with T={frames_t} but "

@@ -126,8 +126,8 @@ def test_identity_follows_the_model_file_and_config_show(tmp_path, capsys, monke
 
 def test_zoo_parametric_lif_mnistnet_runs_bench(tmp_path, capsys, monkeypatch):
     cells = bench(["--arch", "spikingjelly.activation_based.model.parametric_lif_net:MNISTNet", "--methods",
-                   "snn,binw-slt", "--set", "data.input_size=28", "--set", "recipe.epochs=1", "--limit-train", "96",
+                   "snn,binw-slt", "--set", "data.resize=28", "--set", "recipe.epochs=1", "--limit-train", "96",
                    "--set", "data.limit_test=32", "--set", "recipe.batch_size=32", "--results",
                    str(tmp_path / "z.db")], capsys, monkeypatch)
     assert [c["status"] for c in cells] == ["done", "done"]
-    assert cells[0]["cell"]["key"]["data"]["input_size"] == 28
+    assert cells[0]["cell"]["key"]["data"]["resize"] == 28

@@ -142,16 +142,16 @@ def load_dataset(
     limit_train: int | None = None,
     limit_test: int | None = None,
     val_fraction: float = 0.0,
-    input_size: int = 0,
+    resize: int = 0,
 ) -> DataBundle:
     """Load the data set ``name`` (registered, see ``register_datasets``, or a reference:
     ``tensors:PATH``, ``imagefolder:DIR``, ``frames:PATH``, ``pkg.module:callable``),
     optionally limited (first N images), then with ``val_fraction`` of the (limited)
-    training images held out; ``input_size`` > 0 resizes the images (bilinear) to that size."""
+    training images held out; ``resize`` > 0 resizes the images (bilinear) to that size."""
     from ..plugins import lookup
 
     loader = lookup("datasets", name)
     bundle = loader(data_dir)
-    if input_size:
-        bundle = bundle.resized(input_size)
+    if resize:
+        bundle = bundle.resized(resize)
     return bundle.limited(limit_train, limit_test).with_validation(val_fraction)
