@@ -16,7 +16,15 @@ kernel) and with denormals flushed, to price those two choices. Per arch:
 - ``binw_eval_vs_snn`` = binw-slt eval img/s / snn eval img/s, over eval passes of
   ``--eval-batches`` batches right after a train step (the first batch of a pass computes
   the supermask weights, the others reuse them),
-- ``cpu`` (model name) and ``flags``.
+- ``cpu`` (model name) and ``flags``;
+- ``auto_path`` (what the default ``auto`` policy picks here, measured as ``sjlt`` does, and
+  timed as its own case ``snn/.../auto=True``) and ``default_vs_best`` = its train step /
+  the fastest fp32 snn case's (>= 1; the target is <= 1.05);
+- ``sj_stock_vs_ours`` = the same spiking net built with SpikingJelly's stock multi-step
+  ``LIFNode`` (torch backend, the only one on a CPU): its train step / ours (auto path);
+- ``gemm_fraction``: achieved GFLOP/s of the train step's convolutions and linear layers
+  (3 x a forward's 2 x MACs; the SNN's T steps included) / a large fp32 GEMM's GFLOP/s
+  measured on the same cores (top-level ``gemm_gflops``).
 
 The process keeps freed memory for reuse (:func:`spikingjelly_lt.hardware.keep_freed_memory`),
 as ``sjlt`` does. Not an asv benchmark (no ``time_`` names).
@@ -42,7 +50,16 @@ CONFIGS = {  # name: (precision, memory format)
 DEFAULT = "fp32-cl"
 
 
-def _step_fns(arch: str, method: str, precision: str, memory_format: str, args, *, native: bool = True):
+def _cell(arch: str, method: str, args, **values):
+    from spikingjelly_lt.cell import Cell
+
+    return Cell(method=method).with_values({"model.arch": arch, "model.width": args.width, "model.timesteps": args.timesteps,
+                                            "model.v_threshold": 0.5, "model.fc_bn": True,
+                                            "recipe.batch_size": args.batch, **values})
+
+
+def _step_fns(arch: str, method: str, precision: str, memory_format: str, args, *, native: bool = True,
+              lif_impl: str = "fast"):
     import torch
 
     from spikingjelly_lt._sj import reset_net
@@ -51,8 +68,8 @@ def _step_fns(arch: str, method: str, precision: str, memory_format: str, args, 
 
     prec = precision_for(precision, "cpu", memory_format)
     torch.manual_seed(0)
-    model = prec.model(build_model(arch=arch, method=method, width=args.width, input_size=args.size,
-                                   timesteps=args.timesteps, v_threshold=0.5, fc_bn=True, num_classes=10))
+    model = prec.model(build_model(_cell(arch, method, args, **{"model.lif_impl": lif_impl}),
+                                   num_classes=10, input_size=args.size))
     for m in model.modules():
         if hasattr(m, "native"):
             m.native = native
@@ -86,8 +103,67 @@ def _cases(has_bf16: bool) -> list[tuple[str, str, dict]]:
     """(method, config, extra) for every timed case."""
     configs = [c for c in CONFIGS if has_bf16 or not c.startswith("bf16")]
     cases = [(m, c, {}) for m in ("ann", "snn", "binw-slt") for c in configs]
-    cases += [("snn", DEFAULT, {"native": False}), ("snn", DEFAULT, {"flush_denormal": True})]
+    cases += [("snn", DEFAULT, {"native": False}), ("snn", DEFAULT, {"flush_denormal": True}),
+              ("snn", DEFAULT, {"native": False, "flush_denormal": True}),
+              ("snn", "fp32-nchw", {"flush_denormal": True}),
+              ("snn", DEFAULT, {"lif_impl": "spikingjelly"})]  # SpikingJelly's stock multi-step LIFNode
     return cases
+
+
+def _auto_case(arch: str, args) -> tuple[str, str, dict, dict]:
+    """The case the default ``auto`` policy picks on this machine (measured as ``sjlt`` would)."""
+    import torch
+
+    from spikingjelly_lt.build import build_model
+    from spikingjelly_lt.methods import resolve
+    from spikingjelly_lt.training.execpath import tune
+
+    r = resolve(_cell(arch, "snn", args))
+    path = tune(r, build_model(r, num_classes=10, input_size=args.size), (args.batch, 3, args.size, args.size),
+                torch.device("cpu"))
+    config = "fp32-cl" if path.memory_format == "channels_last" else "fp32-nchw"
+    return "snn", config, {"native": path.lif == "fast", "flush_denormal": path.denormals == "flush"}, path.to_dict()
+
+
+def _conv_flops(arch: str, method: str, args) -> float:
+    """FLOPs (2 x MACs) of the convolutions and linear layers of one forward of a batch."""
+    import torch
+
+    from spikingjelly_lt._sj import reset_net
+    from spikingjelly_lt.build import build_model
+
+    model = build_model(_cell(arch, method, args), num_classes=10, input_size=args.size)
+    total = 0.0
+
+    def hook(m, inp, out):
+        nonlocal total
+        if isinstance(m, torch.nn.Conv2d):
+            total += 2.0 * out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        else:
+            total += 2.0 * out.numel() * m.in_features
+
+    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        model(torch.zeros(args.batch, 3, args.size, args.size))
+    for h in hs:
+        h.remove()
+    reset_net(model)
+    return total
+
+
+def gemm_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """Measured fp32 GEMM GFLOP/s of an n x n x n matmul on these cores (the practical peak)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2.0 * n ** 3 / statistics.median(times) / 1e9
 
 
 def _name(method: str, config: str, extra: dict) -> str:
@@ -105,13 +181,15 @@ def measure(args) -> dict:
     info = cpu_info()
     has_bf16 = bf16_supported("cpu")
     cases = _cases(has_bf16)
-    out = {}
+    out = {"gemm_gflops": gemm_gflops(args.threads)}
     for arch in args.archs.split(","):
         fns = {}
-        for method, config, extra in cases:
+        auto = _auto_case(arch, args)
+        for method, config, extra in [*cases, ("snn", auto[1], {**auto[2], "auto": True})]:
             native = extra.get("native", True)
-            fns[_name(method, config, extra)] = (_step_fns(arch, method, *CONFIGS[config], args, native=native),
-                                                 extra.get("flush_denormal", False))
+            fns[_name(method, config, extra)] = (
+                _step_fns(arch, method, *CONFIGS[config], args, native=native, lif_impl=extra.get("lif_impl", "fast")),
+                extra.get("flush_denormal", False))
         times = {name: {"train": [], "eval": []} for name in fns}
         for r in range(args.repeats + 1):  # round 0 warms up
             for name, ((train, evaluate), ftz) in fns.items():
@@ -127,7 +205,20 @@ def measure(args) -> dict:
         def tr(method, config=DEFAULT, **extra):
             return med[_name(method, config, extra)]["train"]
 
+        auto_name = _name("snn", auto[1], {**auto[2], "auto": True})
+        snn_cases = {n: m["train"] for n, m in med.items()
+                     if n.startswith("snn/") and "bf16" not in n and "spikingjelly" not in n}
+        best = min(snn_cases, key=snn_cases.get)
+        ann_flops, snn_flops = _conv_flops(arch, "ann", args), _conv_flops(arch, "snn", args)
         row = {
+            "auto_path": auto[3],
+            "default_vs_best": med[auto_name]["train"] / med[best]["train"],  # >= 1; target <= 1.05
+            "best_case": best,
+            "sj_stock_vs_ours": tr("snn", lif_impl="spikingjelly") / med[auto_name]["train"],  # goal >= 1.3
+            "gemm_fraction": {  # achieved conv+linear GFLOP/s of the train step (3 x forward) / measured GEMM
+                "ann": 3 * ann_flops / tr("ann") / 1e9 / out["gemm_gflops"],
+                "snn": 3 * snn_flops / med[auto_name]["train"] / 1e9 / out["gemm_gflops"],
+            },
             "cases": {name: {"train_s": m["train"], "eval_s": m["eval"], "train_img_s": args.batch / m["train"],
                              "eval_img_s": args.batch / m["eval"]} for name, m in med.items()},
             "p1": tr("binw-slt") / tr("snn"),
@@ -158,6 +249,7 @@ def main(argv=None) -> None:
     args, res = measure_or_json(p, measure, argv, repeats=5)
     if res is None:
         return
+    gemm = res.pop("gemm_gflops")
     first = next(iter(res.values()))
     print(f"{first['cpu']} ({', '.join(first['flags'])}); width {args.width}, batch {args.batch}, "
           f"{args.size}x{args.size}, T={args.timesteps}, {args.threads} threads, median of {args.repeats} "
@@ -172,6 +264,10 @@ def main(argv=None) -> None:
                   f"(ann x{row['ann_bf16_speedup']:.2f})")
         print(f"  channels_last x{row['channels_last_speedup']:.2f}  native LIF x{row['native_lif_speedup']:.2f}  "
               f"flush denormal x{row['flush_denormal_speedup']:.2f}  binw-slt eval / snn eval {row['binw_eval_vs_snn']:.3f}")
+        print(f"  auto path {'/'.join(v for v in (row['auto_path']['memory_format'], row['auto_path']['lif'], row['auto_path']['denormals']) if v)}: "
+              f"{row['default_vs_best']:.3f}x the fastest case ({row['best_case']}); SpikingJelly's stock LIFNode "
+              f"step / ours {row['sj_stock_vs_ours']:.2f}x; GEMM fraction ann {row['gemm_fraction']['ann']:.2f}, "
+              f"snn {row['gemm_fraction']['snn']:.2f} (GEMM {gemm:.0f} GFLOP/s)")
 
 
 if __name__ == "__main__":

@@ -40,9 +40,19 @@ def test_speed_script_json(capsys):
     row = json.loads(capsys.readouterr().out)["resnet19"]
     configs = ["fp32-nchw", "fp32-cl"] + (["bf16-cl"] if bf16_supported() else [])
     expected = {f"{m}/{c}" for m in ("ann", "snn", "binw-slt") for c in configs}
-    assert set(row["cases"]) == expected | {"snn/fp32-cl/native=False", "snn/fp32-cl/flush_denormal=True"}
+    auto = [n for n in row["cases"] if n.endswith("/auto=True")]
+    assert set(row["cases"]) == expected | {"snn/fp32-cl/native=False", "snn/fp32-cl/flush_denormal=True",
+                                            "snn/fp32-cl/native=False/flush_denormal=True",
+                                            "snn/fp32-nchw/flush_denormal=True", "snn/fp32-cl/lif_impl=spikingjelly",
+                                            *auto}
+    assert len(auto) == 1 and row["auto_path"]["source"] == "tuned"
     assert all(c["train_s"] > 0 and c["eval_img_s"] > 0 for c in row["cases"].values())
     c = row["cases"]
+    best = min((n for n in c if n.startswith("snn/") and "bf16" not in n and "spikingjelly" not in n),
+               key=lambda n: c[n]["train_s"])
+    assert row["best_case"] == best and row["default_vs_best"] == c[auto[0]]["train_s"] / c[best]["train_s"] >= 1
+    assert row["sj_stock_vs_ours"] == c["snn/fp32-cl/lif_impl=spikingjelly"]["train_s"] / c[auto[0]]["train_s"]
+    assert 0 < row["gemm_fraction"]["ann"] < 2 and 0 < row["gemm_fraction"]["snn"] < 2
     assert row["p2"] == c["snn/fp32-cl"]["train_s"] / (4 * c["ann/fp32-cl"]["train_s"])
     assert row["p1"] == c["binw-slt/fp32-cl"]["train_s"] / c["snn/fp32-cl"]["train_s"]
     assert row["snn_train_img_s"] == c["snn/fp32-cl"]["train_img_s"]
