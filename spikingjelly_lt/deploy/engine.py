@@ -157,6 +157,13 @@ class GlobalPool:
 
 
 @dataclass
+class Flatten:
+    """``[M, C, H, W]`` binary activations -> ``[M, C*H*W]`` (torch's order), before a Linear."""
+
+    name: str
+
+
+@dataclass
 class Block:
     """conv1 -> sn1 -> conv2, + shortcut (conv or identity), -> sn2."""
 
@@ -168,7 +175,13 @@ class Block:
     sn2: Neuron
 
 
-Op = Neuron | IntConv | IntLinear | MaxPool | GlobalPool | Block
+Op = Neuron | IntConv | IntLinear | MaxPool | GlobalPool | Flatten | Block
+
+#: what compile_model (and ``ticket run``, ``--format nir``) accepts, for the refusal message
+SUPPORTED = ("Conv2d", "Linear", "BatchNorm1d/2d (folded)", "Flatten", "MaxPool2d (square, no padding)",
+             "AdaptiveAvgPool2d(1) / global average pooling", "Dropout (identity in eval)",
+             "SpikingJelly LIFNode / IFNode / ParametricLIFNode (learned tau as a constant)", "Sign",
+             "the package's ResNet-19 BasicBlock")
 
 
 # -- reading a model --------------------------------------------------------------------
@@ -218,6 +231,10 @@ def _neuron(name: str, module: nn.Module) -> Neuron | None:
     if isinstance(module, (FastLIFNode, sj_neuron.LIFNode)):
         return Neuron(name, "lif", float(module.tau), bool(module.decay_input), float(module.v_threshold),
                       None if module.v_reset is None else float(module.v_reset))
+    if isinstance(module, sj_neuron.ParametricLIFNode):  # the learned tau, frozen as a constant
+        tau = 1.0 / float(torch.sigmoid(module.w.detach().double()))
+        return Neuron(name, "lif", tau, bool(module.decay_input), float(module.v_threshold),
+                      None if module.v_reset is None else float(module.v_reset))
     if isinstance(module, sj_neuron.IFNode):
         return Neuron(name, "if", 1.0, True, float(module.v_threshold),
                       None if module.v_reset is None else float(module.v_reset))
@@ -247,9 +264,10 @@ def _is_block(m: nn.Module) -> bool:
 
 
 def _plan(model: nn.Module, storage: str) -> tuple[Stem, list[Op]]:
-    for attr in ("encoder", "body"):
-        if not isinstance(getattr(model, attr, None), nn.Module):
-            raise UsageError("the integer engine compiles spikingjelly-lt Network models (encoder + body)")
+    """The program of ``model``: the package's Network (encoder + body), or any chain of supported layers
+    (a model by reference, a plain ``nn.Sequential``), read in definition order."""
+    if not all(isinstance(getattr(model, attr, None), nn.Module) for attr in ("encoder", "body")):
+        return _plan_chain(model, storage)
     enc = list(model.encoder.named_children())
     if len(enc) != 2 or not isinstance(enc[0][1], nn.Conv2d) or not isinstance(enc[1][1], nn.BatchNorm2d):
         raise UsageError("the model's encoder is not conv + BatchNorm2d")
@@ -266,8 +284,49 @@ def _plan(model: nn.Module, storage: str) -> tuple[Stem, list[Op]]:
         weight = w.contiguous()
         aff = _affine(1.0, conv.bias, bn, conv.out_channels)
     stem = Stem(name, weight, _pair(conv.stride), _pair(conv.padding), aff)
+    return stem, _ops([(f"body.{n}", m) for n, m in model.body.named_children()], storage)
 
-    mods = [(f"body.{n}", m) for n, m in model.body.named_children()]
+
+def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model's layers in definition order (nested containers opened; ResNet-19 blocks kept whole)."""
+    from ..energy.counter import is_neuron_node
+
+    out: list[tuple[str, nn.Module]] = []
+
+    def walk(prefix: str, m: nn.Module) -> None:
+        for n, c in m.named_children():
+            leaf = not any(True for _ in c.children())
+            if leaf or _is_block(c) or is_neuron_node(c) or isinstance(c, (nn.Conv2d, nn.Linear)):
+                out.append((f"{prefix}{n}", c))
+            else:
+                walk(f"{prefix}{n}.", c)
+
+    walk("", model)
+    return out
+
+
+def _plan_chain(model: nn.Module, storage: str) -> tuple[Stem, list[Op]]:
+    """Any model whose layers run in definition order (a chain, like ``nn.Sequential``)."""
+    mods = [(n, m) for n, m in _leaves(model) if not isinstance(m, nn.Dropout) and type(m).__name__ != "Dropout"]
+    if not mods or not isinstance(mods[0][1], nn.Conv2d):
+        first = f"{mods[0][0]} ({type(mods[0][1]).__name__})" if mods else "nothing"
+        raise UsageError(f"the first layer must be a Conv2d on the image, not {first}; supported: {', '.join(SUPPORTED)}")
+    name, conv = mods[0]
+    bn = _bn_after(mods, 0, (nn.BatchNorm2d,))
+    if conv.groups != 1 or _pair(conv.dilation) != (1, 1) or isinstance(conv.padding, str):
+        raise UsageError(f"layer {name}: only plain convolutions compile")
+    try:
+        q, alpha = _ternary(name, conv)
+        weight: Ternary | torch.Tensor = Ternary.of(q, alpha, storage)
+        aff = _affine(alpha, conv.bias, bn, conv.out_channels)
+    except UsageError:  # a dense first layer: it sees the real image anyway
+        weight = effective_weight(conv).detach().to("cpu", torch.float32).contiguous()
+        aff = _affine(1.0, conv.bias, bn, conv.out_channels)
+    stem = Stem(name, weight, _pair(conv.stride), _pair(conv.padding), aff)
+    return stem, _ops(mods[2 if bn is not None else 1:], storage)
+
+
+def _ops(mods: list[tuple[str, nn.Module]], storage: str) -> list[Op]:
     ops: list[Op] = []
     i = 0
     while i < len(mods):
@@ -309,16 +368,19 @@ def _plan(model: nn.Module, storage: str) -> tuple[Stem, list[Op]]:
                 raise UsageError(f"layer {name}: only global average pooling compiles")
             ops.append(GlobalPool(name))
         elif isinstance(m, nn.Flatten):
-            pass
+            if ops and not isinstance(ops[-1], (GlobalPool, Flatten)):  # after a global pool: already [M, C]
+                ops.append(Flatten(name))
+        elif isinstance(m, nn.Dropout):
+            pass  # identity in eval
         else:
-            raise UsageError(f"layer {name} ({type(m).__name__}) has no exact integer form; "
-                             "the engine compiles binary-weight spiking / sign networks")
+            raise UsageError(f"layer {name} ({type(m).__name__}) has no exact integer form; supported: "
+                             f"{', '.join(SUPPORTED)}")
         i += 1
     if not ops or not isinstance(ops[0], Neuron):
-        raise UsageError("the body must start with a binary neuron after the encoder")
+        raise UsageError("the first layer (conv + BN) must be followed by a binary neuron (LIF, IF, PLIF, sign)")
     if not isinstance(ops[-1], IntLinear):
-        raise UsageError("the body must end in a Linear readout")
-    return stem, ops
+        raise UsageError(f"the model must end in a Linear readout, not {ops[-1].name}; supported: {', '.join(SUPPORTED)}")
+    return ops
 
 
 # -- the two backends: engine (fp32 / integer) and float64 reference ---------------------
@@ -723,6 +785,8 @@ def _run(stem: Stem, ops: list[Op], T: int | None, x: torch.Tensor, be: _Engine)
             value = be.maxpool(op, value)
         elif isinstance(op, GlobalPool):
             value = be.globalpool(op, value)
+        elif isinstance(op, Flatten):
+            value = _Bin(value.t.reshape(value.t.shape[0], -1).contiguous(), value.pm1)
     if isinstance(value, torch.Tensor):
         raise UsageError("the readout must see binary activations or their counts")
     return be.readout(ops[-1], value, steps)

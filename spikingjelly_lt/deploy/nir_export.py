@@ -13,7 +13,7 @@ a node's inputs). Mapping of SpikingJelly's discrete LIF (docs/deploy.md)::
     so  tau = tau_sj * dt,  r = 1 (decay_input; r = tau_sj without it),  v_leak = 0,
         v_threshold = V_th,  v_reset = V_reset.
 
-``dt`` defaults to 1e-4 s, the step snnTorch's ``import_from_nir`` assumes. The input
+``dt`` defaults to 1e-4 s, the step snnTorch's ``snntorch.import_nir.import_from_nir`` assumes. The input
 node takes the static image; a simulator feeds it at every one of T steps and averages
 the output node over T (direct encoding, as :class:`~spikingjelly_lt.models.network.Network`).
 Constructs NIR 1.0 cannot express are refused in one :class:`UsageError` line.
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
-from .engine import Block, CompiledNet, GlobalPool, IntConv, IntLinear, MaxPool, Neuron, Ternary, compile_model
+from .engine import Block, CompiledNet, Flatten, GlobalPool, IntConv, IntLinear, MaxPool, Neuron, Ternary, compile_model
 
 __all__ = ["to_nir", "export_nir", "DEFAULT_DT"]
 
@@ -138,6 +138,10 @@ def to_nir(net_or_model: CompiledNet | nn.Module, input_shape: tuple[int, int, i
             src = b.add(f"{op.name}.flatten", nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0,
                                                           end_dim=-1), [src])
             shape, pooled = (shape[0],), True
+        elif isinstance(op, Flatten):  # conv -> Flatten -> Linear (a user's graph)
+            src = b.add(op.name, nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1),
+                        [src])
+            shape = (int(np.prod(shape)),)
         elif isinstance(op, IntLinear):
             if len(shape) != 1:
                 raise UsageError(f"layer {op.name}: a Linear on a {len(shape)}-d input has no NIR Affine form")
