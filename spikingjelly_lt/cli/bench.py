@@ -20,7 +20,7 @@ DEFAULT_RESULTS = "sjlt-results.db"
 SetOption = Annotated[list[str] | None, typer.Option(
     "--set", help="KEY=VALUE for any cell field (repeatable; dotted, e.g. model.tau=1.5; `sjlt config show`).")]
 ConfigOption = Annotated[Path | None, typer.Option(
-    "--config", help="TOML file of cell fields ([model] tau = 1.5), applied after the profile, before --set.")]
+    "--config", help="TOML file of cell fields (\\[model] tau = 1.5), applied after the profile, before --set.")]
 
 
 def resolve_request(*, profile: str = "smoke", config: Path | None = None, sets: list[str] | None = None,
@@ -103,8 +103,10 @@ def _options_to_cells(*, methods, sparsity, seeds, profile, config, sets, option
 
 @app.command("bench")
 def bench_command(
-    arch: Annotated[str | None, typer.Option(help="Architecture (any registered: see `sjlt plugins`).")] = None,
-    dataset: Annotated[str | None, typer.Option(help="Data set (default: the profile's).")] = None,
+    arch: Annotated[str | None, typer.Option(help="Architecture: registered (`sjlt plugins`), FILE.py:CALLABLE or "
+                                                  "MODULE:CALLABLE (your own model; docs/own-model.md).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Data set (default: the profile's): registered, tensors:PATH, "
+                                                     "imagefolder:DIR, frames:PATH or MODULE:CALLABLE.")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Folder with cifar-10-batches-py / cifar-100-python.")] = None,
     methods: Annotated[str | None, typer.Option(help="Comma-separated methods, or 'all' (default: the profile's 7).")] = None,
     sparsity: Annotated[str | None, typer.Option(help="Comma-separated target sparsities (fraction removed), e.g. "
@@ -129,7 +131,7 @@ def bench_command(
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's).")] = None,
     sets: SetOption = None,
     config: ConfigOption = None,
-    log_dir: Annotated[Path | None, typer.Option(help="Write TensorBoard scalars here, one run per cell (needs the [tensorboard] extra).")] = None,
+    log_dir: Annotated[Path | None, typer.Option(help="Write TensorBoard scalars here, one run per cell (needs the \\[tensorboard] extra).")] = None,
 ) -> None:
     """Run the LT vs BinW-SLT matrix and print who wins, at what energy and search cost.
 
@@ -216,7 +218,7 @@ def run_bench(*, arch, dataset, data_dir, methods, sparsity, epochs, timesteps, 
 
 @app.command("train")
 def train_command(
-    arch: Annotated[str | None, typer.Option(help="Architecture.")] = None,
+    arch: Annotated[str | None, typer.Option(help="Architecture: registered, FILE.py:CALLABLE or MODULE:CALLABLE.")] = None,
     method: Annotated[str | None, typer.Option(help="Method preset (e.g. binw-slt) or NEURON/WEIGHTS/PRUNER "
                                                     "(default: binw-slt).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Data set (default: the profile's).")] = None,
@@ -234,7 +236,7 @@ def train_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
     sets: SetOption = None,
     config: ConfigOption = None,
-    log_dir: Annotated[Path | None, typer.Option(help="Write TensorBoard scalars here (needs the [tensorboard] extra).")] = None,
+    log_dir: Annotated[Path | None, typer.Option(help="Write TensorBoard scalars here (needs the \\[tensorboard] extra).")] = None,
 ) -> None:
     """Train and measure one cell (the same code path as a cell of `sjlt bench`)."""
     if method is None and "method" not in _grid_fields_requested(config, sets):
