@@ -260,8 +260,9 @@ def write_config(out: Path, results: Path, html: Path, branches: list[str]) -> P
 
 
 class Runner:
-    def __init__(self, out: Path, python: str, bench: str | None, log):
+    def __init__(self, out: Path, python: str, bench: str | None, log, extensions: Path | None = None):
         self.out, self.python, self.bench, self.log = out, python, bench, log
+        self.extensions = extensions or out / "torch_extensions"
 
     def asv(self, args: list[str], env: dict | None = None) -> int:
         cmd = [self.python, "-m", "asv", *args]
@@ -283,7 +284,7 @@ class Runner:
         # torch builds the package's C++ kernels (spikingjelly_lt._native) into one folder
         # per extension name; two sides sharing it would rebuild at every alternation (the
         # source path changes) or load the other side's kernel: one folder per commit
-        env["TORCH_EXTENSIONS_DIR"] = str(self.out / "torch_extensions" / side.sha[:12])
+        env["TORCH_EXTENSIONS_DIR"] = str(self.extensions / side.sha[:12])
         if side.slowdown != 1.0:
             env["SJLT_ASV_SLOWDOWN"] = str(side.slowdown)
         args = ["run", "--config", str(self.side_config(side)), "--environment", f"existing:{self.python}",
@@ -360,7 +361,8 @@ def _prepare(args) -> Runner:
             if child.name not in ("src", "torch_extensions"):
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    return Runner(out, args.python, args.bench, _log)
+    extensions = Path(args.extensions_dir).resolve() if args.extensions_dir else None
+    return Runner(out, args.python, args.bench, _log, extensions)
 
 
 def cmd_compare(args) -> int:
@@ -401,7 +403,8 @@ def cmd_selftest(args) -> int:
     timings = [r for r in slowed if r.kind == "timing"]
     if not timings:
         problems.append("no timing benchmark ran: nothing shows that a slowdown is caught")
-    problems += [f"slowdown missed {r.name} ({r.params}): {r.verdict} {r.ratio}" for r in timings if r.verdict != "SLOWER"]
+    problems += [f"slowdown missed {r.name} ({r.params}): {r.verdict} {r.ratio}" for r in timings
+                 if r.verdict != "SLOWER"]
     problems += [f"slowdown flagged a non-timing {r.name} ({r.params}): {r.verdict}" for r in slowed
                  if r.kind != "timing" and r.bad]
     report += "\n" + ("**self-test FAILED**:\n- " + "\n- ".join(problems) if problems else
@@ -430,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--out", default=str(ROOT / ".asv" / "gate"), help="work folder (default .asv/gate)")
         p.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"))
         p.add_argument("--keep", action="store_true", help="do not clear --out first")
+        p.add_argument("--extensions-dir", help="where each commit's C++ kernels are built, one folder per "
+                                                "commit (default <out>/torch_extensions)")
 
     p = sub.add_parser("compare", help="BASE vs HEAD")
     p.add_argument("base")

@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", type=Path, default=ROOT / "asv.conf.json", help="asv config (default: the project's)")
     ap.add_argument("--html-dir", type=Path, help="the published folder (default: html_dir of --config)")
-    ap.add_argument("--no-publish", action="store_true", help="do not run asv publish; only vendor (idempotent) / serve")
+    ap.add_argument("--no-publish", action="store_true",
+                    help="do not run asv publish; only vendor (idempotent) / serve")
     ap.add_argument("--serve", action="store_true", help="serve the folder over http and print its URL")
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--bind", default="127.0.0.1")
