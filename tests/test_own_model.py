@@ -131,3 +131,34 @@ def test_zoo_parametric_lif_mnistnet_runs_bench(tmp_path, capsys, monkeypatch):
                    str(tmp_path / "z.db")], capsys, monkeypatch)
     assert [c["status"] for c in cells] == ["done", "done"]
     assert cells[0]["cell"]["key"]["data"]["resize"] == 28
+
+
+def test_docs_own_model_walkthrough_runs(tmp_path, capsys, monkeypatch):
+    """docs/own-model.md, extracted: its model file, its data script, then every command in order."""
+    import re
+    import runpy
+    import shlex
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "own-model.md").read_text()
+    model_src, data_src = re.findall(r"```python\n(.*?)```", doc, re.S)[:2]
+    commands = [ln.split("#")[0].strip() for ln in re.findall(r"```bash\n(.*?)```", doc, re.S)[0].splitlines()]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mynet.py").write_text(model_src)
+    runpy.run_path(str(_write(tmp_path / "mkdata.py", data_src)))
+    hashes = {}
+    for cmd in filter(None, commands):
+        args = shlex.split(cmd)[1:]
+        if args[0] == "bench":
+            args += ["--limit-train", "200", "--json"]
+        args = [a.replace("HASH", hashes.get("binw-slt", "HASH")) for a in args]
+        code, out, err = run_cli(args, capsys, monkeypatch)
+        assert code == 0, (cmd, err)
+        if args[0] == "bench":
+            hashes = {c["config"]["method"]: c["config_hash"] for c in json.loads(out)["cells"]}
+    assert (tmp_path / "my.sjlt").is_file() and (tmp_path / "my.nir").is_file()
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
