@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["load_kernel", "kernel_status", "build_timeout_s", "KERNELS"]
+__all__ = ["load_kernel", "kernel_status", "build_timeout_s", "build_name", "KERNELS"]
 
 log = logging.getLogger("spikingjelly_lt")
 
@@ -56,6 +56,12 @@ def build_timeout_s() -> float:
         return max(1.0, float(os.environ.get("SJLT_KERNEL_BUILD_TIMEOUT", "600")))
     except ValueError:
         return 600.0
+
+
+def build_name(name: str, source: Path) -> str:
+    """``name`` keyed by the source's content: checkouts with the same source share one build,
+    and two checkouts (or commits) with different sources never rebuild over each other."""
+    return f"{name}_{hashlib.sha256(Path(source).read_bytes()).hexdigest()[:10]}"
 
 
 def _build_dir(name: str) -> Path:
@@ -162,6 +168,7 @@ def load_kernel(name: str, source: str) -> ModuleType | None:
     try:
         from torch.utils.cpp_extension import load
 
+        name = build_name(name, src)
         marker = _failed_marker(name, src)
         if marker.exists():
             log.warning("native kernel %s unavailable (an earlier build failed: %s); using the torch path. "
@@ -193,14 +200,16 @@ def load_kernel(name: str, source: str) -> ModuleType | None:
 def kernel_status() -> dict[str, dict]:
     """Per native kernel: ``{"state": built | failed | not built, "reason": ..., "build_dir": ...}``."""
     out = {}
-    for name, src in KERNELS.items():
+    for base_name, src in KERNELS.items():
         try:
+            name = build_name(base_name, src)
             marker = _failed_marker(name, src)
             if marker.exists():
-                out[name] = {"state": "failed", "reason": marker.read_text().strip(), "build_dir": str(marker.parent)}
+                out[base_name] = {"state": "failed", "reason": marker.read_text().strip(),
+                                  "build_dir": str(marker.parent)}
             else:
-                out[name] = {"state": "built" if _built(name, src) else "not built", "reason": None,
-                             "build_dir": str(_build_dir(name))}
+                out[base_name] = {"state": "built" if _built(name, src) else "not built", "reason": None,
+                                  "build_dir": str(_build_dir(name))}
         except Exception as exc:  # noqa: BLE001
-            out[name] = {"state": "failed", "reason": str(exc)[:160], "build_dir": None}
+            out[base_name] = {"state": "failed", "reason": str(exc)[:160], "build_dir": None}
     return out

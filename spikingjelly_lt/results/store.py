@@ -39,6 +39,7 @@ import sqlite3
 import stat
 import tempfile
 import threading
+import weakref
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -357,6 +358,9 @@ class MergeStats:
     kept: int = 0
 
 
+_KEEPERS: weakref.WeakSet = weakref.WeakSet()  # this process's claim keepers (live ones keep claims live)
+
+
 class ClaimKeeper:
     """Keeps one claim alive: a daemon thread refreshes the row's heartbeat every ``every_s``.
 
@@ -372,6 +376,7 @@ class ClaimKeeper:
         self.lost = False  # the claim was found gone (finished, or taken over)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sjlt-claim-{h}", daemon=True)
+        _KEEPERS.add(self)
 
     def start(self) -> Self:
         """Start the thread (once)."""
@@ -834,6 +839,10 @@ class ResultStore:
             return True, "live heartbeat"
         if host == self.host and not _pid_alive(pid):
             return False, f"its process {pid} on this host is gone"
+        if host == self.host and pid == os.getpid() and not any(k.alive and k.owner == owner for k in list(_KEEPERS)):
+            # this very process claimed it from another store object whose run has ended (an
+            # exception, a second call of the Python API): nobody keeps it alive any more
+            return False, "an earlier run of this process that no longer keeps it"
         return True, f"heartbeat {max(age, 0.0):.0f} s ago"
 
     def _claim(self, config: dict[str, Any], env: dict[str, Any] | None, cell: dict[str, Any] | None,
