@@ -3,7 +3,9 @@
 Built-ins are ordinary plugins listed by module name, so a third-party plugin (an
 entry point in the group ``spikingjelly_lt``) has exactly the same powers. Set
 ``SJLT_DISABLE_ENTRY_POINTS=1`` to skip third-party plugins. A plugin that fails to
-import or to register is reported in one warning line and skipped.
+import or to register is reported in one warning line and skipped. For one run, without
+packaging, ``sjlt --plugin MODULE_OR_FILE.py ...`` (repeatable) or ``SJLT_PLUGINS=a,b``
+register plugin modules too (:func:`add_plugins`; a failure there is an error).
 """
 
 from __future__ import annotations
@@ -93,6 +95,35 @@ def load_plugins() -> None:
         dist = ep.dist
         _distributions[ep.name] = (dist.name, dist.version) if dist else ("?", "?")
     pm.check_pending()
+    extra = [t.strip() for t in os.environ.get("SJLT_PLUGINS", "").split(",") if t.strip()]
+    if extra:
+        add_plugins(extra, origin="SJLT_PLUGINS")
+
+
+def add_plugins(specs: list[str], origin: str = "--plugin") -> list[str]:
+    """Register plugin modules for this process: ``pkg.module`` or ``path/to/file.py`` each (what
+    ``--plugin`` and ``SJLT_PLUGINS=a,b`` do). Unlike entry points, a plugin asked for by name that
+    fails to import or register is one :class:`UsageError`, not a warning. Returns their names."""
+    from .errors import UsageError
+    from .references import file_sha256, import_module_or_file
+
+    load_plugins()
+    names_added = []
+    for spec in specs:
+        if pm.get_plugin(spec) is not None:
+            continue
+        module, path = import_module_or_file(spec, f"plugin ({origin})")
+        try:
+            pm.register(module, name=spec)
+            pm.check_pending()
+        except Exception as exc:  # noqa: BLE001
+            if pm.get_plugin(spec) is not None:
+                pm.unregister(name=spec)
+            raise UsageError(f"plugin {spec!r} ({origin}) cannot be registered: {exc}") from None
+        version = file_sha256(path)[:12] if path and os.path.isfile(path) else "?"
+        _distributions[spec] = (f"{origin} {path or spec}", version)
+        names_added.append(spec)
+    return names_added
 
 
 def _has_dist() -> bool:
@@ -212,5 +243,7 @@ def plugin_info() -> list[dict]:
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda p: (p[0] not in DEFAULT_PLUGINS, p[0])):
         dist, version = _distributions.get(name, ("?", "?"))
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-        rows.append({"name": name, "distribution": dist, "version": version, "hooks": hooks})
+        origin = ("built-in" if name in DEFAULT_PLUGINS else "--plugin" if dist.startswith("--plugin ")
+                  else "SJLT_PLUGINS" if dist.startswith("SJLT_PLUGINS ") else "entry point")
+        rows.append({"name": name, "distribution": dist, "version": version, "hooks": hooks, "origin": origin})
     return rows

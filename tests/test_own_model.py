@@ -162,3 +162,40 @@ def test_docs_own_model_walkthrough_runs(tmp_path, capsys, monkeypatch):
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+PLUGIN = '''
+from spikingjelly_lt import hookimpl
+from spikingjelly_lt.data import load_digits_bundle
+
+
+@hookimpl
+def register_datasets(register):
+    register("digits-by-plugin", load_digits_bundle)
+'''
+
+
+def test_plugin_option_and_env_register_for_one_run(tmp_path, capsys, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from spikingjelly_lt import plugins
+
+    plug = _write(tmp_path / "myplug.py", PLUGIN)
+    try:
+        code, out, err = run_cli(["--plugin", str(plug), "plugins", "--json"], capsys, monkeypatch)
+        assert code == 0, err
+        row = next(r for r in json.loads(out)["plugins"] if r["name"] == str(plug))
+        assert row["origin"] == "--plugin" and "register_datasets" in row["hooks"]
+        assert "digits-by-plugin" in plugins.names("datasets")
+    finally:
+        plugins.pm.unregister(name=str(plug))
+    env = {**os.environ, "SJLT_PLUGINS": str(plug)}
+    done = subprocess.run([sys.executable, "-m", "spikingjelly_lt", "config", "show", "--set",
+                           "data.dataset=digits-by-plugin", "--json"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["plugins"]["dataset"]["distribution"] == f"SJLT_PLUGINS {plug}"
+    code, _, err = run_cli(["--plugin", str(tmp_path / "nope.py"), "plugins"], capsys, monkeypatch)
+    assert code == 2 and "nope.py does not exist" in err

@@ -48,8 +48,15 @@ def _print_version(value: bool) -> None:
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                           help="Print the version (and torch's, spikingjelly's) and exit.")] = False,
+    plugin: Annotated[list[str] | None, typer.Option(
+        "--plugin", help="Register a plugin module (pkg.module or path/to/file.py) for this run; repeatable "
+                         "(also SJLT_PLUGINS=a,b). Entry points stay the way to ship one.")] = None,
 ) -> None:
     """Lottery tickets in spiking networks: BinW-SLT vs LT benchmark matrix, energy, plugins."""
+    if plugin:
+        from .. import plugins
+
+        plugins.add_plugins(plugin, origin="--plugin")
 
 out_console = Console()
 if not out_console.is_terminal:  # a file or pipe: never squeeze the table
