@@ -193,3 +193,21 @@ def test_a_runtime_error_in_a_cell_fails_that_cell_and_the_matrix_goes_on(tmp_pa
     reason = store.get(outcomes[0].hash)["reason"]
     assert store.get(outcomes[0].hash)["status"] == "failed"
     assert "out of memory" in reason and "recipe.batch_size" in reason and "\n" not in reason
+
+
+@pytest.mark.parametrize("engine", ["fp16", "bf16", "fp32"])
+def test_deploy_cuda_engines_plan_and_run_on_the_device(engine, monkeypatch):
+    """The deploy engines' CUDA planning (weights, scales, the float64 self-check) on a simulated device."""
+    from spikingjelly_lt.deploy import compile_model
+
+    cell = _cell("binw-slt")
+    r = resolve(cell)
+    bundle = load_dataset("digits", None, limit_train=64, limit_test=32)
+    model = build_model(r, DataShape.of(bundle)).eval()
+    x = make_loader(bundle, "test", 8).x[:8].float().div(255.0) if bundle.test_x.dtype == torch.uint8 else \
+        make_loader(bundle, "test", 8).x[:8]
+    with sim_cuda(monkeypatch):
+        net = compile_model(model, engine=engine, device="cuda")
+        assert net.device.type == "cuda"
+        out = net(x.to("cuda"))
+        assert out.device.type == "cuda" and out.shape == (8, bundle.num_classes)
