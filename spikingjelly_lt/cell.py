@@ -50,8 +50,10 @@ class ModelSpec:
     timesteps: int = knob(4, "time steps T of a spiking network", lo=1, hi=4096, conditional=True)
     tau: float = knob(2.0, "LIF membrane time constant (Kim et al. use 4/3)", lo=1.0, conditional=True)
     v_threshold: float = knob(1.0, "firing threshold of spiking neurons", lo=0.0, lo_open=True, conditional=True)
-    lif_impl: str = knob("fast", "LIF implementation: fast (one fused op over T) | spikingjelly (its LIFNode)",
-                         choices=("fast", "spikingjelly"), conditional=True)
+    lif_impl: str = knob("auto", "LIF implementation: auto (the faster of fast and torch, measured on this "
+                                 "machine: `sjlt tune`) | fast (one fused op over T, the C++ kernel) | torch (the "
+                                 "same op in torch ops) | spikingjelly (its LIFNode)",
+                         choices=("auto", "fast", "torch", "spikingjelly"), conditional=True)
     sign_gradient: str = knob("bireal", "backward of the sign activation: bireal | ste",
                               choices=("bireal", "ste"), conditional=True)
     fc_bn: bool = knob(True, "BatchNorm1d after ResNet-19's FC 512->256 (keeps the spiking FC from falling silent)",
@@ -77,9 +79,11 @@ class Recipe:
                                   "fp32; needs a CPU with avx512_bf16 or amx_bf16, or a GPU) | fp16 (CUDA, "
                                   "autocast + gradient scaling) | tf32 (CUDA: fp32 with TF32 matmuls and "
                                   "convolutions)", choices=("fp32", "bf16", "fp16", "tf32"))
-    memory_format: str = knob("channels_last", "layout of image tensors and conv weights: channels_last "
-                                               "(oneDNN's fast path) | contiguous (NCHW)",
-                              choices=("channels_last", "contiguous"))
+    memory_format: str = knob("auto", "layout of image tensors and conv weights: auto (the faster, measured on "
+                                      "this machine: `sjlt tune`) | channels_last | contiguous (NCHW)",
+                              choices=("auto", "channels_last", "contiguous"))
+    denormals: str = knob("auto", "CPU denormal floats: auto (flushed where that measures faster) | flush | keep",
+                          choices=("auto", "flush", "keep"))
     val_fraction: float = knob(0.1, "fraction of the training images held out as the validation split "
                                     "(stratified, seeded, the same for every cell); every in-run choice "
                                     "uses it, test is measured once at the end (0 = no split)", lo=0.0, hi=0.5)
@@ -200,6 +204,8 @@ class Cell:
         # a stored description without the field predates the validation split: it had none
         values.setdefault("recipe.val_fraction", 0.0)
         values.setdefault("recipe.memory_format", "contiguous")  # runs before the field were NCHW
+        values.setdefault("recipe.denormals", "keep")  # runs before the field kept denormals
+        values.setdefault("model.lif_impl", "fast")  # and used the fused kernel
         return cls().with_values(values)
 
 

@@ -30,7 +30,9 @@ from ..methods import Resolved, resolve
 from ..pruners.base import ParamGroup, TrainContext
 from ..pruners.common import effective_weight, prunable_layers, sparsity_report
 from .checkpoint import load_checkpoint, save_checkpoint
-from .distributed import all_reduce_max, broadcast_buffers, dist_info, init_distributed, make_sampler, wrap_ddp
+from .distributed import (all_reduce_max, broadcast_buffers, broadcast_object, dist_info, init_distributed,
+                          make_sampler, wrap_ddp)
+from .execpath import resolve_exec_path
 from .memory import check_fits
 from .metrics import FiringRateMonitor, collapse, evaluating, model_storage
 from .precision import Precision, precision_for
@@ -268,18 +270,15 @@ def run_cell(
     steps = len(train_loader)
     total_steps = recipe.epochs * steps
 
-    model = prec.model(build_model(r, DataShape.of(bundle)).to(device))
-    step_bytes, _, refusal = check_fits(model, (recipe.batch_size // ddp.world, *bundle.train_x.shape[1:]), device,
-                                        batch_size=recipe.batch_size, timesteps=getattr(model, "timesteps", None))
+    model = build_model(r, DataShape.of(bundle)).to(device)
+    step_shape = (recipe.batch_size // ddp.world, *bundle.train_x.shape[1:])
+    step_bytes, _, refusal = check_fits(model, step_shape, device, batch_size=recipe.batch_size,
+                                        timesteps=getattr(model, "timesteps", None))
     if refusal:
         raise CellFailed(refusal)
     kernel_load_s = warm_native_kernels(model, device)  # built or loaded here, outside the timed epochs
-    scaler = prec.grad_scaler()
-    rounds = pruner.rounds(recipe)
     key = r.key()
-    state = {"round": 0, "epoch": 0, "elapsed": 0.0, "images": 0, "history": [], "round_start_epoch": 0,
-             "stopped": False, "search_seconds": None}
-    opts = Optimizers(pruner.param_groups(model, recipe), total_steps)
+    ck = None
     if checkpoint and Path(checkpoint).exists():
         try:
             ck = load_checkpoint(checkpoint)
@@ -290,6 +289,18 @@ def run_cell(
         if ck.get("data_fingerprint", bundle.fingerprint) != bundle.fingerprint:  # never resume on other data
             raise CellFailed(f"checkpoint {checkpoint} was trained on other data (fingerprint "
                              f"{ck.get('data_fingerprint')}, now {bundle.fingerprint}); move it away to start over")
+    # the execution path (layout, LIF kernel, denormals): measured, cached, or the checkpoint's
+    path = resolve_exec_path(r, model, step_shape, device, resumed=(ck or {}).get("exec_path"))
+    path = broadcast_object(path)  # every rank on rank 0's path
+    path.apply(model)
+    prec = precision_for(recipe.precision, device, path.memory_format)
+    model = prec.model(model)
+    scaler = prec.grad_scaler()
+    rounds = pruner.rounds(recipe)
+    state = {"round": 0, "epoch": 0, "elapsed": 0.0, "images": 0, "history": [], "round_start_epoch": 0,
+             "stopped": False, "search_seconds": None}
+    opts = Optimizers(pruner.param_groups(model, recipe), total_steps)
+    if ck is not None:
         pruner.load_state_dict(ck["pruner"])
         model.load_state_dict(ck["model"])
         if "timesteps" in ck:
@@ -308,7 +319,8 @@ def run_cell(
 
     def save(**extra) -> None:
         if checkpoint:
-            save_checkpoint(checkpoint, {"key": key, "cell": c.to_dict(), "model": model.state_dict(), "optimizers": opts.state_dict(),
+            save_checkpoint(checkpoint, {"key": key, "cell": c.to_dict(), "exec_path": path.to_dict(),
+                                         "model": model.state_dict(), "optimizers": opts.state_dict(),
                                          "pruner": pruner.state_dict(), "timesteps": getattr(model, "timesteps", None),
                                          "data_fingerprint": bundle.fingerprint,
                                          **state, **extra})
@@ -400,6 +412,8 @@ def run_cell(
         ],
         "spiking": spiking,
         "kernel_load_s": kernel_load_s,
+        "exec_path": path.to_dict(),
+        "tune_seconds": path.tune_seconds,
         "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
         "step_memory_estimate_bytes": step_bytes,
         "compute": prec.describe(),
