@@ -42,6 +42,8 @@ checks the regrown weights against a sha256 stored at export.
 
 from __future__ import annotations
 
+import copy
+
 import hashlib
 import json
 import logging
@@ -389,13 +391,24 @@ def export_ticket(
     """
     if isinstance(source, nn.Module):
         if spec is None:
-            raise UsageError("export_ticket(model, ...) needs the TicketSpec the model was built from (spec=...)")
+            raise UsageError(
+                "export_ticket(model, ...) needs spec=TicketSpec(cell, shape) saying how `ticket load` rebuilds "
+                "the module: a cell whose model.arch is a registered name or a reference ('mynet.py:make', "
+                "'pkg.mod:make') and its data shape; layers whose frozen weights do not regrow from the cell's "
+                "seed store their sign bits. A trained cell's checkpoint (RESULTS.db.ckpt/<hash>.pt) needs none")
         model = source
         cell = cell if cell is not None else spec.cell.to_dict()
     else:
         model, spec, cell = model_from_checkpoint(source, data_dir)
     from_seed = not store_signs
     fresh = _build(spec)
+    from .models.user import UserNet
+
+    if isinstance(fresh, UserNet) and not isinstance(model, UserNet):
+        # the user's own module as they built it: seen inside the wrapper `ticket load` rebuilds
+        wrapped = copy.deepcopy(fresh)
+        wrapped.net = model
+        model = wrapped
     fresh_modules = dict(fresh.named_modules())
     fresh_state = fresh.state_dict()
 
@@ -406,15 +419,19 @@ def export_ticket(
         if not isinstance(other, (nn.Conv2d, nn.Linear)) or other.weight.shape != module.weight.shape:
             raise UsageError(
                 f"layer {name!r} of the model does not match a {spec.arch}/{spec.method} built from its spec")
-        entry = _encode_layer(name, module, payload, from_seed)
-        if entry["source"] == "seed":
-            W = _frozen(module).cpu()
+        layer_from_seed = from_seed
+        if from_seed and _layer_kind(module)[0].startswith("supermask"):
+            # a layer whose frozen weights do not regrow from the recorded seed (a model that was not
+            # built from its spec's seed, weights set by hand, another torch version's generator)
+            # stores what it needs instead: sign bits (binary) or kept fp32 values
             regrown = _frozen(other) if parametrize.is_parametrized(other, "weight") else None
-            if regrown is None or not torch.equal(_bits(regrown), _bits(W)):
-                raise UsageError(
-                    f"layer {name}: the frozen weights do not regrow bit-exactly from seed {spec.seed} "
-                    "(another torch version or a changed model?); export with store_signs / --store-signs")
-            seed_weights.append(W)
+            if regrown is None or not torch.equal(_bits(regrown), _bits(_frozen(module).cpu())):
+                log.info("layer %s: frozen weights do not regrow from seed %d; storing its %s", name, spec.seed,
+                         "sign bits" if _layer_kind(module)[0] == "supermask-binary" else "kept fp32 values")
+                layer_from_seed = False
+        entry = _encode_layer(name, module, payload, layer_from_seed)
+        if entry["source"] == "seed":
+            seed_weights.append(_frozen(module).cpu())
         # self-check: the file must give back exactly the weight that runs
         got = _decode_layer(entry, payload.get, _frozen(module).cpu() if entry["source"] == "seed" else None)
         if not torch.equal(got, _effective(module).cpu()):

@@ -42,7 +42,7 @@ def test_replace_accepts_top_level_leaf_and_dotted_keys():
     ("sparsity", "1.0", r"sparsity=1.0 is out of range; valid: float in \[0, 1\)"),
     ("recipe.epochs", "2.5", r"recipe.epochs='2.5' is not a valid int"),
     ("model.fc_bn", "maybe", r"model.fc_bn='maybe' is not a boolean; valid: true, false"),
-    ("model.lif_impl", "cuda", r"model.lif_impl='cuda' is not valid; valid: one of fast, spikingjelly"),
+    ("model.lif_impl", "cuda", r"model.lif_impl='cuda' is not valid; valid: one of auto, fast, torch, spikingjelly"),
 ])
 def test_bad_values_name_key_value_and_range(key, value, message):
     with pytest.raises(UsageError, match=message):

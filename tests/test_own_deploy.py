@@ -66,3 +66,43 @@ def test_compile_any_chain_and_refuse_unsupported_at_compile_time():
     apply_supermask(bad, 0.5)
     with pytest.raises(UsageError, match=r"layer 3 \(GELU\) has no exact integer form; supported: Conv2d"):
         compile_model(bad)
+
+
+def test_a_hand_made_supermask_model_of_a_reference_exports_and_reloads_exactly(tmp_path):
+    """A user's own module (by reference) with apply_supermask run by hand: its frozen weights do
+    not regrow from the cell's seed, which export detects; those layers store sign bits."""
+    import textwrap
+
+    import torch
+
+    from spikingjelly_lt import ticket as tk
+    from spikingjelly_lt.build import DataShape
+    from spikingjelly_lt.cell import Cell
+    from spikingjelly_lt.pruners.supermask import apply_supermask
+
+    src = tmp_path / "handnet.py"
+    src.write_text(textwrap.dedent("""
+        import torch.nn as nn
+        from spikingjelly.activation_based import layer, neuron, surrogate
+
+        def make(num_classes=10, in_channels=1):
+            return nn.Sequential(
+                layer.Conv2d(in_channels, 8, 3, padding=1, bias=False, step_mode="m"),
+                layer.BatchNorm2d(8, step_mode="m"),
+                neuron.LIFNode(surrogate_function=surrogate.ATan(), detach_reset=True, step_mode="m"),
+                layer.Flatten(step_mode="m"),
+                layer.Linear(8 * 8 * 8, num_classes, bias=False, step_mode="m"))
+    """))
+    torch.manual_seed(123)  # not the cell's seed: the weights cannot regrow from it
+    from spikingjelly_lt.references import load_reference
+
+    make, _ = load_reference(f"{src}:make")
+    model = apply_supermask(make(num_classes=10, in_channels=1), sparsity=0.5, binary=True)
+    spec = tk.TicketSpec(Cell(method="binw-slt").with_values({"model.arch": f"{src}:make"}), DataShape(10, 1, 8))
+    t = tk.export_ticket(model, tmp_path / "hand.sjlt", spec=spec)
+    assert {e["source"] for e in t.header["layers"]} == {"signs"}
+    loaded = tk.load_ticket(tmp_path / "hand.sjlt")
+    from spikingjelly_lt.pruners.common import effective_weight, prunable_layers
+
+    for (_, m1), (_, m2) in zip(prunable_layers(model), prunable_layers(loaded)):
+        assert torch.equal(effective_weight(m1), effective_weight(m2))

@@ -29,7 +29,7 @@ def test_precision_and_memory_format_are_in_the_hash():
     hashes = {resolve(base).hash, resolve(base.replace(precision="bf16")).hash,
               resolve(base.replace(memory_format="contiguous")).hash}
     assert len(hashes) == 3
-    assert base.recipe.precision == "fp32" and base.recipe.memory_format == "channels_last"
+    assert base.recipe.precision == "fp32" and base.recipe.memory_format == "auto"  # measured per machine
     # a description stored before the field existed ran NCHW
     old = base.to_dict()
     del old["recipe"]["memory_format"]

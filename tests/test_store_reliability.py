@@ -111,7 +111,12 @@ def test_an_expired_heartbeat_is_taken_over_and_a_fresh_one_is_not(tmp_path, cap
     db = tmp_path / "r.db"
     first, second = ResultStore(db), ResultStore(db, claim_ttl_s=60)
     h = first.claim(CELL)
-    assert h and second.claim(CELL) is None  # live claim of another owner (same process, other token)
+    with first.keep_alive(h, every_s=30):  # kept alive by this process: live for another store object
+        assert h and second.claim(CELL) is None
+    # this process's claim that nothing keeps alive any more (its run ended): taken over
+    assert second.claim(CELL) == h and first.claim(CELL) == h
+    _set_claim(db, h, f"{second.host}:1:abcd", age_s=10)  # another live process on this host (PID 1)
+    assert second.claim(CELL) is None
     _set_claim(db, h, "other-host:1:abcd", age_s=10)  # another host: only the heartbeat counts
     assert second.claim(CELL) is None
     _set_claim(db, h, "other-host:1:abcd", age_s=61)

@@ -175,9 +175,13 @@ def test_kept_weight_of_exactly_zero(tmp_path):
     with torch.no_grad():
         conv.parametrizations.weight.original.view(-1)[int(mask.view(-1).nonzero()[0])] = 0.0
     assert int((effective_weight(conv) != 0).sum()) == int(mask.sum()) - 1
-    # the frozen weights no longer regrow from the seed, sign bits still store it exactly
-    with pytest.raises(UsageError, match="do not regrow bit-exactly.*--store-signs"):
-        tk.export_ticket(model, tmp_path / "t.sjt", spec=spec)
+    # the frozen weights of that layer no longer regrow from the seed: detected, and that layer
+    # alone stores its sign bits (the others still regrow), exactly
+    t = tk.export_ticket(model, tmp_path / "t.sjt", spec=spec)
+    sources = {e["name"]: e["source"] for e in t.header["layers"]}
+    assert sources[prunable_layers(model)[1][0]] == "signs"
+    assert sum(v == "seed" for v in sources.values()) == len(sources) - 1
+    assert_same_weights(model, tk.load_ticket(tmp_path / "t.sjt"))
     tk.export_ticket(model, tmp_path / "t.sjt", spec=spec, store_signs=True)
     assert_same_weights(model, tk.load_ticket(tmp_path / "t.sjt"))
     # a BNN latent weight of exactly 0 runs as 0
@@ -191,7 +195,7 @@ def test_kept_weight_of_exactly_zero(tmp_path):
 
 
 def test_model_needs_its_spec(tmp_path):
-    with pytest.raises(UsageError, match="needs the TicketSpec"):
+    with pytest.raises(UsageError, match="needs spec=TicketSpec"):
         tk.export_ticket(torch.nn.Linear(2, 2), tmp_path / "t.sjt")
     spec = ModelSpec(arch="resnet19", method="slt", width=0.0625, input_size=8, in_channels=1, timesteps=2)
     with pytest.raises(UsageError, match="does not match"):
