@@ -22,6 +22,7 @@ kernel) and with denormals flushed, to price those two choices. Per arch:
   the fastest fp32 snn case's (>= 1; the target is <= 1.05);
 - ``sj_stock_vs_ours`` = the same spiking net built with SpikingJelly's stock multi-step
   ``LIFNode`` (torch backend, the only one on a CPU): its train step / ours (auto path);
+  ``snntorch_vs_ours`` the same with snnTorch's ``Leaky`` (when snnTorch is installed);
 - ``gemm_fraction``: achieved GFLOP/s of the train step's convolutions and linear layers
   (3 x a forward's 2 x MACs; the SNN's T steps included) / a large fp32 GEMM's GFLOP/s
   measured on the same cores (top-level ``gemm_gflops``).
@@ -68,8 +69,11 @@ def _step_fns(arch: str, method: str, precision: str, memory_format: str, args, 
 
     prec = precision_for(precision, "cpu", memory_format)
     torch.manual_seed(0)
-    model = prec.model(build_model(_cell(arch, method, args, **{"model.lif_impl": lif_impl}),
-                                   num_classes=10, input_size=args.size))
+    impl = "fast" if lif_impl == "snntorch" else lif_impl
+    model = build_model(_cell(arch, method, args, **{"model.lif_impl": impl}), num_classes=10, input_size=args.size)
+    if lif_impl == "snntorch":
+        _swap_in_snntorch(model)
+    model = prec.model(model)
     for m in model.modules():
         if hasattr(m, "native"):
             m.native = native
@@ -107,7 +111,49 @@ def _cases(has_bf16: bool) -> list[tuple[str, str, dict]]:
               ("snn", DEFAULT, {"native": False, "flush_denormal": True}),
               ("snn", "fp32-nchw", {"flush_denormal": True}),
               ("snn", DEFAULT, {"lif_impl": "spikingjelly"})]  # SpikingJelly's stock multi-step LIFNode
+    if _snntorch_available():
+        cases.append(("snn", DEFAULT, {"lif_impl": "snntorch"}))  # snnTorch's Leaky, same topology
     return cases
+
+
+def _snntorch_available() -> bool:
+    try:
+        import snntorch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _swap_in_snntorch(model) -> None:
+    """Replace every LIF of ``model`` by snnTorch's ``Leaky`` run over the T steps (same topology).
+
+    ``Leaky(beta = 1 - 1/tau, threshold, reset to zero, ATan surrogate)``: its membrane update
+    ``beta * mem + x`` is the LIF's without the input's 1/tau (a speed comparison, not a
+    numerical twin).
+    """
+    import torch
+    from snntorch import Leaky, surrogate
+
+    from spikingjelly_lt.nn.fast_lif import FastLIFNode
+
+    class LeakySeq(torch.nn.Module):
+        def __init__(self, tau: float, thr: float) -> None:
+            super().__init__()
+            self.leaky = Leaky(beta=1.0 - 1.0 / tau, threshold=thr, reset_mechanism="zero",
+                               spike_grad=surrogate.atan())
+
+        def forward(self, x):  # [T, N, ...] -> spikes [T, N, ...]
+            mem = torch.zeros_like(x[0])
+            out = []
+            for t in range(x.shape[0]):
+                spk, mem = self.leaky(x[t], mem)
+                out.append(spk)
+            return torch.stack(out)
+
+    for name, m in list(model.named_modules()):
+        if isinstance(m, FastLIFNode):
+            parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+            setattr(parent, name.rpartition(".")[2], LeakySeq(m.tau, m.v_threshold))
 
 
 def _auto_case(arch: str, args) -> tuple[str, str, dict, dict]:
@@ -207,7 +253,7 @@ def measure(args) -> dict:
 
         auto_name = _name("snn", auto[1], {**auto[2], "auto": True})
         snn_cases = {n: m["train"] for n, m in med.items()
-                     if n.startswith("snn/") and "bf16" not in n and "spikingjelly" not in n}
+                     if n.startswith("snn/") and "bf16" not in n and "lif_impl" not in n}
         best = min(snn_cases, key=snn_cases.get)
         ann_flops, snn_flops = _conv_flops(arch, "ann", args), _conv_flops(arch, "snn", args)
         row = {
@@ -215,6 +261,8 @@ def measure(args) -> dict:
             "default_vs_best": med[auto_name]["train"] / med[best]["train"],  # >= 1; target <= 1.05
             "best_case": best,
             "sj_stock_vs_ours": tr("snn", lif_impl="spikingjelly") / med[auto_name]["train"],  # goal >= 1.3
+            "snntorch_vs_ours": (tr("snn", lif_impl="snntorch") / med[auto_name]["train"]
+                                 if _snntorch_available() else None),
             "gemm_fraction": {  # achieved conv+linear GFLOP/s of the train step (3 x forward) / measured GEMM
                 "ann": 3 * ann_flops / tr("ann") / 1e9 / out["gemm_gflops"],
                 "snn": 3 * snn_flops / med[auto_name]["train"] / 1e9 / out["gemm_gflops"],
@@ -266,7 +314,7 @@ def main(argv=None) -> None:
               f"flush denormal x{row['flush_denormal_speedup']:.2f}  binw-slt eval / snn eval {row['binw_eval_vs_snn']:.3f}")
         print(f"  auto path {'/'.join(v for v in (row['auto_path']['memory_format'], row['auto_path']['lif'], row['auto_path']['denormals']) if v)}: "
               f"{row['default_vs_best']:.3f}x the fastest case ({row['best_case']}); SpikingJelly's stock LIFNode "
-              f"step / ours {row['sj_stock_vs_ours']:.2f}x; GEMM fraction ann {row['gemm_fraction']['ann']:.2f}, "
+              f"step / ours {row['sj_stock_vs_ours']:.2f}x (snnTorch Leaky {row['snntorch_vs_ours'] or float('nan'):.2f}x); GEMM fraction ann {row['gemm_fraction']['ann']:.2f}, "
               f"snn {row['gemm_fraction']['snn']:.2f} (GEMM {gemm:.0f} GFLOP/s)")
 
 

@@ -44,14 +44,15 @@ def test_speed_script_json(capsys):
     assert set(row["cases"]) == expected | {"snn/fp32-cl/native=False", "snn/fp32-cl/flush_denormal=True",
                                             "snn/fp32-cl/native=False/flush_denormal=True",
                                             "snn/fp32-nchw/flush_denormal=True", "snn/fp32-cl/lif_impl=spikingjelly",
-                                            *auto}
+                                            "snn/fp32-cl/lif_impl=snntorch", *auto}
     assert len(auto) == 1 and row["auto_path"]["source"] == "tuned"
     assert all(c["train_s"] > 0 and c["eval_img_s"] > 0 for c in row["cases"].values())
     c = row["cases"]
-    best = min((n for n in c if n.startswith("snn/") and "bf16" not in n and "spikingjelly" not in n),
+    best = min((n for n in c if n.startswith("snn/") and "bf16" not in n and "lif_impl" not in n),
                key=lambda n: c[n]["train_s"])
     assert row["best_case"] == best and row["default_vs_best"] == c[auto[0]]["train_s"] / c[best]["train_s"] >= 1
     assert row["sj_stock_vs_ours"] == c["snn/fp32-cl/lif_impl=spikingjelly"]["train_s"] / c[auto[0]]["train_s"]
+    assert row["snntorch_vs_ours"] == c["snn/fp32-cl/lif_impl=snntorch"]["train_s"] / c[auto[0]]["train_s"]
     assert 0 < row["gemm_fraction"]["ann"] < 2 and 0 < row["gemm_fraction"]["snn"] < 2
     assert row["p2"] == c["snn/fp32-cl"]["train_s"] / (4 * c["ann/fp32-cl"]["train_s"])
     assert row["p1"] == c["binw-slt/fp32-cl"]["train_s"] / c["snn/fp32-cl"]["train_s"]

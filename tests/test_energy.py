@@ -454,3 +454,28 @@ def test_position_map_channels_last_and_bool():
     assert torch.equal(_position_map(x.contiguous(memory_format=torch.channels_last), 3), want)
     assert torch.equal(_position_map(x != 0, 3), want)
     assert torch.equal(_position_map(x.transpose(2, 3), 3), x.transpose(2, 3).sum(0))  # other strides
+
+
+def test_spike_counts_are_exact_under_a_bf16_autocast():
+    """Issue 22, bug 8: evaluation runs under bf16 autocast; the counting GEMV must not round.
+
+    The counter's per-position map of a {0,1} input whose column sums exceed 256 (bf16 keeps 8
+    significant bits: 317 -> 316) equals the exact count, inside and outside autocast, and the
+    counted ACs of a spiking layer are the same under autocast as without it."""
+    from spikingjelly_lt.energy.counter import _position_map
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(600, 3, 4, 4, generator=g) < 0.55).float()  # counts ~330 per position
+    exact = x.sum(0)
+    assert (exact > 256).any() and (exact.remainder(2) == 1).any()  # bf16 could not hold these
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = _position_map(x, 3)
+    assert under.dtype == torch.float32 and torch.equal(under, exact)
+    assert torch.equal(_position_map(x.contiguous(memory_format=torch.channels_last), 3), exact)
+    t, n, c, h, w = 2, 300, 2, 5, 5
+    spikes = (torch.rand(t, n, c, h, w, generator=g) < 0.5).float()
+    net, conv, _ = two_layer_snn(spikes)
+    plain = count_energy(net, [torch.zeros(n, 1, 1, 1)])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = count_energy(net, [torch.zeros(n, 1, 1, 1)])
+    assert auto.layers[0].acs == plain.layers[0].acs == brute_force_events(conv, spikes) / n
