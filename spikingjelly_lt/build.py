@@ -75,4 +75,6 @@ def build_model(cell: Resolved | Cell | None = None, shape: DataShape | None = N
         fc_bn=c.model.fc_bn,
         **user,
     )
-    return cell.pruner.apply(model, c)
+    model = cell.pruner.apply(model, c)
+    model.sjlt_built_from = (c, shape)  # what rebuilds it (export_ticket(model, path) needs no spec)
+    return model

@@ -380,7 +380,8 @@ def export_ticket(
     cell: dict | None = None,
     data_dir: str | None = None,
 ) -> Ticket:
-    """Write ``source`` (a trainer checkpoint path, or a model built from ``spec``) to ``out``.
+    """Write ``source`` (a trainer checkpoint path, or a model: built by ``build_model``, which
+    records its cell and data shape, or any module with the ``spec`` that rebuilds it) to ``out``.
 
     ``store_signs=False`` regrows frozen supermask weights from the seed (1 bit per
     weight for a BinW-SLT ticket); ``True`` stores the sign bits of kept binary
@@ -390,6 +391,8 @@ def export_ticket(
     reproduce the model bit for bit.
     """
     if isinstance(source, nn.Module):
+        if spec is None and getattr(source, "sjlt_built_from", None) is not None:
+            spec = TicketSpec(*source.sjlt_built_from)  # built by build_model: its cell and data shape
         if spec is None:
             raise UsageError(
                 "export_ticket(model, ...) needs spec=TicketSpec(cell, shape) saying how `ticket load` rebuilds "

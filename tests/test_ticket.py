@@ -302,3 +302,15 @@ def test_cli_errors_are_one_red_line(checkpoints, ticket_bytes, tmp_path, capsys
     good.write_bytes(ticket_bytes)
     code, _, err = run_cli(["ticket", "load", str(good), "--dataset", "cifar10"], capsys, monkeypatch)
     assert code == 2 and "error:" in err
+
+
+def test_a_built_model_exports_without_a_spec(tmp_path):
+    """export_ticket(model, path): a model from build_model knows the cell and shape that rebuild it."""
+    from spikingjelly_lt.build import DataShape, build_model as build_cell
+    from spikingjelly_lt.cell import Cell
+
+    cell = Cell(method="binw-slt").with_values({"model.width": 0.0625, "model.timesteps": 2, "seed": 3})
+    model = build_cell(cell, DataShape(10, 1, 8))
+    t = tk.export_ticket(model, tmp_path / "b.sjlt")
+    assert t.spec().seed == 3 and {e["source"] for e in t.header["layers"]} == {"seed"}
+    assert_same_weights(model, tk.load_ticket(tmp_path / "b.sjlt"))
