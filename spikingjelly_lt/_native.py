@@ -61,7 +61,9 @@ def build_timeout_s() -> float:
 def build_name(name: str, source: Path) -> str:
     """``name`` keyed by the source's content: checkouts with the same source share one build,
     and two checkouts (or commits) with different sources never rebuild over each other."""
-    return f"{name}_{hashlib.sha256(Path(source).read_bytes()).hexdigest()[:10]}"
+    from .references import file_sha256
+
+    return f"{name}_{file_sha256(source)[:10]}"
 
 
 def _build_dir(name: str) -> Path:
@@ -83,16 +85,17 @@ def _toolchain() -> str:
     return (out.splitlines() or [""])[0]
 
 
-def _build_key(source: Path) -> str:
+def _toolchain_key() -> str:
+    """torch, compiler, Python and flags: the build folder is already keyed by the source (:func:`build_name`)."""
     import torch
 
-    h = hashlib.sha256(source.read_bytes())
-    h.update(f"{torch.__version__}|{_toolchain()}|{sys.version_info[:2]}|{' '.join(_CFLAGS)}".encode())
-    return h.hexdigest()[:16]
+    text = f"{torch.__version__}|{_toolchain()}|{sys.version_info[:2]}|{' '.join(_CFLAGS)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _failed_marker(name: str, source: Path) -> Path:
-    return _build_dir(name) / f"sjlt-build-failed-{_build_key(source)}"
+def _failed_marker(name: str) -> Path:
+    """The marker of a failed build of ``name`` (a :func:`build_name`) with this toolchain."""
+    return _build_dir(name) / f"sjlt-build-failed-{_toolchain_key()}"
 
 
 def _built(name: str, source: Path) -> bool:
@@ -169,7 +172,7 @@ def load_kernel(name: str, source: str) -> ModuleType | None:
         from torch.utils.cpp_extension import load
 
         name = build_name(name, src)
-        marker = _failed_marker(name, src)
+        marker = _failed_marker(name)
         if marker.exists():
             log.warning("native kernel %s unavailable (an earlier build failed: %s); using the torch path. "
                         "Remove %s to try again", name, marker.read_text().strip()[:160], marker)
@@ -203,7 +206,7 @@ def kernel_status() -> dict[str, dict]:
     for base_name, src in KERNELS.items():
         try:
             name = build_name(base_name, src)
-            marker = _failed_marker(name, src)
+            marker = _failed_marker(name)
             if marker.exists():
                 out[base_name] = {"state": "failed", "reason": marker.read_text().strip(),
                                   "build_dir": str(marker.parent)}

@@ -161,7 +161,7 @@ def run_matrix(
             h = cell.hash
             ckpt = checkpoint_dir / f"{h}.pt"
             recipe = cell.cell.recipe
-            cell_env = {**env, "compute": precision_for(recipe.precision, device, recipe.memory_format).describe()}
+            cell_env = {**env, "compute": precision_for(recipe.precision, device).describe()}
             decision = broadcast_object(_decide(store, cell, cell_env, rerun, ckpt))
             if decision != "run":
                 row = store.get(h) if store is not None else None

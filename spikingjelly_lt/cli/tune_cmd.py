@@ -36,7 +36,7 @@ def tune_command(
     from ..build import DataShape, build_model
     from ..hardware import cpu_info, keep_freed_memory
     from ..methods import resolve
-    from ..training.execpath import _axes, _cache_key, _write_cache, tune
+    from ..training.execpath import _axes, measure
 
     if threads:
         torch.set_num_threads(threads)
@@ -54,8 +54,7 @@ def tune_command(
     err_console.print(f"timing the candidate paths of {method} ({cell.model.arch} w{cell.model.width:g}, "
                       f"batch {shape[0]}, T={cell.model.timesteps}) ...", highlight=False)
     axes = _axes(r, model, device)
-    path = tune(r, model, shape, device)
-    _write_cache(_cache_key(r, shape, device, axes), path)
+    path = measure(r, model, shape, device)
     info = cpu_info()
     if as_json:
         typer.echo(dump_json({"cpu": info.to_dict(), "method": method, "shape": list(shape), "axes": axes,

@@ -22,7 +22,6 @@ import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -630,9 +629,9 @@ LIF_KERNELS = ("torch", "native", "auto")
 
 def native_lif():
     """The fused C++ LIF kernel (``_lif_kernel.cpp``, built once by torch's cpp_extension), or None."""
-    from .._native import load_kernel
+    from .._native import KERNELS, load_kernel
 
-    return load_kernel("sjlt_deploy_lif", str(Path(__file__).with_name("_lif_kernel.cpp")))
+    return load_kernel("sjlt_deploy_lif", str(KERNELS["sjlt_deploy_lif"]))
 
 
 _CHUNK = 32000  # below torch's parallel grain (32768): each op runs inline, in cache

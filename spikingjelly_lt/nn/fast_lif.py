@@ -127,11 +127,9 @@ def _native_kernel():
 
     Loading it turns on glibc heap reuse for the process (see :func:`.._native.load_kernel`).
     """
-    from pathlib import Path
+    from .._native import KERNELS, load_kernel
 
-    from .._native import load_kernel
-
-    return load_kernel("sjlt_lif_train", str(Path(__file__).with_name("_lif_train.cpp")))
+    return load_kernel("sjlt_lif_train", str(KERNELS["sjlt_lif_train"]))
 
 
 def _dense(t: torch.Tensor) -> bool:

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Self, TextIO, TypeVar
 
 from spikingjelly_lt.errors import UsageError, check_choice
+from spikingjelly_lt._proc import pid_alive
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -311,25 +312,6 @@ def _row_key(raw: Sequence[Any]) -> tuple:
         row["started_at"] or "",
         tuple("" if v is None else str(v) for v in data),
     )
-
-
-def _pid_alive(pid: int) -> bool:
-    """True while process ``pid`` exists on this host and is not a zombie."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: it exists
-        return True
-    except OSError:
-        return False
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat_line.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _age_s(stamp: str | None) -> float | None:
@@ -837,7 +819,7 @@ class ResultStore:
             pid = int(rest)
         except ValueError:
             return True, "live heartbeat"
-        if host == self.host and not _pid_alive(pid):
+        if host == self.host and not pid_alive(pid):
             return False, f"its process {pid} on this host is gone"
         if host == self.host and pid == os.getpid() and not any(k.alive and k.owner == owner for k in list(_KEEPERS)):
             # this very process claimed it from another store object whose run has ended (an

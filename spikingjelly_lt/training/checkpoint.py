@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UsageError
+from .._proc import pid_alive
 
 __all__ = ["save_checkpoint", "load_checkpoint", "remove_stale_temps", "FORMAT"]
 
@@ -58,20 +59,10 @@ def remove_stale_temps(folder: str | Path) -> int:
             pid = int(tmp.name.rsplit(".", 2)[-2])
         except ValueError:
             continue
-        if pid != os.getpid() and not _alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch import nn
 
 __all__ = ["DistInfo", "init_distributed", "shutdown_distributed", "dist_info", "is_main", "wrap_ddp",
-           "broadcast_buffers", "make_sampler", "all_reduce_max", "barrier", "broadcast_object"]
+           "broadcast_buffers", "make_sampler", "all_reduce_max", "broadcast_object"]
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,6 @@ def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
     if dist_info().enabled and dist.is_initialized():
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return t
-
-
-def barrier() -> None:
-    """Wait for every rank (a no-op for one process)."""
-    if dist_info().enabled and dist.is_initialized():
-        dist.barrier()
 
 
 def broadcast_object(obj, src: int = 0):

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["ExecPath", "DEFAULT_PATH", "resolve_exec_path", "tune", "cache_file", "MIN_GAIN"]
+__all__ = ["ExecPath", "DEFAULT_PATH", "resolve_exec_path", "tune", "measure", "cache_file", "MIN_GAIN"]
 
 log = logging.getLogger("spikingjelly_lt")
 
@@ -158,19 +158,16 @@ def _step_fn(cell, model: nn.Module, choice: tuple, precision: str, input_shape:
     opt = torch.optim.SGD(params, lr=0.0, momentum=0.9)  # lr 0: the copy's weights never move
     gen = torch.Generator().manual_seed(0)
     x = prec.input(torch.randn(input_shape, generator=gen))
-    y = torch.randint(0, 10, (input_shape[0],), generator=gen).to(device)
+    y = torch.randint(0, 2, (input_shape[0],), generator=gen).to(device)  # valid for any classifier
     spiking = cell.spiking
+
+    from .trainer import train_step  # the trainer's own step (imported here: the trainer imports this module)
 
     def step() -> float:
         torch.set_flush_denormal(den == "flush")
         t0 = time.perf_counter()
         m.train()
-        with prec.autocast():
-            out = m(x)
-        loss = nn.functional.cross_entropy(out.float(), y % out.shape[1])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(m, x, y, opt, prec)
         if spiking:
             reset_net(m)
         return time.perf_counter() - t0
@@ -242,6 +239,13 @@ def tune(cell, model: nn.Module, input_shape: tuple[int, ...], device: torch.dev
                     bf16_vs_fp32=None if ratio is None else round(ratio, 4))
 
 
+def measure(cell, model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> ExecPath:
+    """:func:`tune` this cell shape now and cache the answer (what ``sjlt tune`` runs)."""
+    path = tune(cell, model, input_shape, device)
+    _write_cache(_cache_key(cell, input_shape, device, _axes(cell, model, device)), path)
+    return path
+
+
 def resolve_exec_path(cell, model: nn.Module, input_shape: tuple[int, ...], device: torch.device, *,
                       resumed: dict | None = None) -> ExecPath:
     """The path this run takes (see the module docstring), applied to ``model``'s LIF nodes and
@@ -257,15 +261,13 @@ def resolve_exec_path(cell, model: nn.Module, input_shape: tuple[int, ...], devi
     elif os.environ.get("SJLT_EXEC_PATH") == "default":
         path = ExecPath(*(v[0] for v in axes.values()), source="default")
     else:
-        key = _cache_key(cell, input_shape, device, axes)
-        hit = _read_cache().get(key)
+        hit = _read_cache().get(_cache_key(cell, input_shape, device, axes))
         if hit:
             path = replace(ExecPath.from_dict(hit), source="cache", tune_seconds=0.0)
         else:
             log.info("measuring the execution path of %s on this CPU (a few train steps per candidate; cached)",
                      cell.cell.method)
-            path = tune(cell, model, input_shape, device)
-            _write_cache(key, path)
+            path = measure(cell, model, input_shape, device)
         log.info("execution path %s (%s%s)", path.label(), path.source,
                  f", {path.tune_seconds:.1f} s" if path.source == "tuned" else "")
     if path.bf16_vs_fp32 is not None and path.bf16_vs_fp32 < 1.0:

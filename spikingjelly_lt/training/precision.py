@@ -69,10 +69,9 @@ class Precision:
             torch.backends.cudnn.rnn.fp32_precision = mode
 
     def describe(self) -> dict:
-        """What a results row records of how it computed."""
+        """What a results row records of how it computed (the layout is the execution path's record)."""
         return {"precision": self.name, "autocast_dtype": None if self.dtype is None else str(self.dtype).replace("torch.", ""),
-                "tf32": self.tf32, "grad_scaler": self.dtype == torch.float16,
-                "memory_format": "channels_last" if self.channels_last else "contiguous"}
+                "tf32": self.tf32, "grad_scaler": self.dtype == torch.float16}
 
     def autocast(self):
         """The forward's autocast context (a no-op in fp32)."""

@@ -249,8 +249,7 @@ def run_cell(
     r = cell if isinstance(cell, Resolved) else resolve(cell)
     c, recipe, pruner = r.cell, r.cell.recipe, r.pruner
     device = torch.device(device)
-    prec = precision_for(recipe.precision, device, recipe.memory_format)  # bf16 on a CPU without it: UsageError
-    prec.apply()  # TF32 off for fp32 on CUDA
+    precision_for(recipe.precision, device).apply()  # checked before any work; TF32 off for fp32 on CUDA
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     ddp = init_distributed(device)
@@ -293,7 +292,7 @@ def run_cell(
     path = resolve_exec_path(r, model, step_shape, device, resumed=(ck or {}).get("exec_path"))
     path = broadcast_object(path)  # every rank on rank 0's path
     path.apply(model)
-    prec = precision_for(recipe.precision, device, path.memory_format)
+    prec = precision_for(recipe.precision, device, path.memory_format)  # the layout the path chose
     model = prec.model(model)
     scaler = prec.grad_scaler()
     rounds = pruner.rounds(recipe)
