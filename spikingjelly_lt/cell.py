@@ -33,10 +33,15 @@ SECTIONS = ("model", "recipe", "data")
 
 def knob(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
          lo_open: bool = False, hi_open: bool = False, choices: tuple | None = None,
-         conditional: bool = False):
-    """A cell field with its help text and valid range (inclusive unless ``lo_open`` / ``hi_open``)."""
+         conditional: bool = False, keyed_when_set: bool = False):
+    """A cell field with its help text and valid range (inclusive unless ``lo_open`` / ``hi_open``).
+
+    ``keyed_when_set``: a field added after results were stored joins a cell's identity
+    only when set away from its default, so every cell stored before it keeps its hash
+    (and resumes); a cell that sets it is a different cell.
+    """
     meta = {"help": help, "lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open, "choices": choices,
-            "conditional": conditional}
+            "conditional": conditional, "keyed_when_set": keyed_when_set}
     return field(default=default, metadata=meta)
 
 
@@ -63,6 +68,11 @@ class ModelSpec:
     learn_bn: bool = knob(False, "train BatchNorm affine parameters of a supermask network", conditional=True)
     scope: str = knob("layer", "supermask top-k: per layer, or one global threshold",
                       choices=("layer", "global"), conditional=True)
+    layer_density: str = knob("uniform", "supermask kept fraction per layer (scope=layer): uniform (every layer "
+                                         "at the target sparsity) | erk (Erdos-Renyi-Kernel, Evci et al.: "
+                                         "density proportional to (sum of dims) / (product of dims), the same "
+                                         "overall sparsity)", choices=("uniform", "erk"), conditional=True,
+                              keyed_when_set=True)
     neuron: str = knob("", "spiking methods: replace every neuron of the model by this registered one (e.g. lif); "
                            "empty = the method's own, and a model by reference (--arch FILE.py:make) keeps its "
                            "neurons as built", conditional=True)
@@ -91,6 +101,20 @@ class Recipe:
     weight_decay: float = knob(5e-4, "SGD weight decay of trained weights", lo=0.0, conditional=True)
     score_lr: float = knob(0.1, "Adam learning rate of supermask scores (cosine, no weight decay)", lo=0.0,
                            conditional=True)
+    score_optimizer: str = knob("adam", "optimizer of supermask scores: adam (no weight decay) | sgd (momentum "
+                                        "0.9, no weight decay, as edge-popup; lr = score_lr, cosine)",
+                                choices=("adam", "sgd"), conditional=True, keyed_when_set=True)
+    iterand_period: int = knob(0, "IteRand (Chijiwa et al. 2021): every K_per optimizer steps re-draw a fraction "
+                                  "of the currently pruned frozen weights from a seeded generator (0 = off)",
+                               lo=0, conditional=True, keyed_when_set=True)
+    iterand_rate: float = knob(0.1, "IteRand: fraction r of the pruned weights re-drawn at each re-randomization",
+                               lo=0.0, hi=1.0, lo_open=True, conditional=True, keyed_when_set=True)
+    freeze_pruned: float = knob(0.0, "partial freezing (Otsuka et al. 2024): a seeded random fraction of every "
+                                     "supermask layer's weights permanently pruned (at most the sparsity)",
+                                lo=0.0, hi=1.0, hi_open=True, conditional=True, keyed_when_set=True)
+    freeze_kept: float = knob(0.0, "partial freezing: a seeded random fraction of every supermask layer's weights "
+                                   "permanently kept (at most the kept fraction 1 - sparsity)",
+                              lo=0.0, hi=1.0, hi_open=True, conditional=True, keyed_when_set=True)
     ramp_epochs: int = knob(0, "supermask global scope: ramp the kept fraction from 0.5 to the target over "
                                "the first E epochs (biprop's cubic schedule; 0 = off)", lo=0, conditional=True)
     imp_rounds: int = knob(2, "IMP pruning rounds K (K+1 training runs); ignored when imp_rate > 0", lo=1,
@@ -226,6 +250,7 @@ class Knob:
     hi_open: bool
     choices: tuple | None
     conditional: bool
+    keyed_when_set: bool = False
 
     def describe_range(self) -> str:
         if self.choices:
@@ -311,7 +336,8 @@ def _collect() -> dict[str, Knob]:
             key = f"{section}.{f.name}" if section else f.name
             m = f.metadata
             out[key] = Knob(key, section, f.name, base, optional, f.default, m["help"], m["lo"], m["hi"],
-                            m["lo_open"], m["hi_open"], m["choices"], m["conditional"])
+                            m["lo_open"], m["hi_open"], m["choices"], m["conditional"],
+                            m["keyed_when_set"])
 
     add(Cell, None)
     for section, cls in (("model", ModelSpec), ("recipe", Recipe), ("data", DataSpec)):

@@ -14,11 +14,12 @@ __all__ = ["expand", "shard", "parse_shard"]
 log = logging.getLogger("spikingjelly_lt")
 
 
-def expand(base: Cell, methods, sparsities, seeds) -> list[Resolved]:
-    """Every (method, sparsity, seed) cell, resolved and deduplicated.
+def expand(base: Cell, methods, sparsities, seeds, widths=None) -> list[Resolved]:
+    """Every (method, sparsity, seed, width) cell, resolved and deduplicated.
 
     ``seeds``: one list for every method, or ``{method: seeds}`` (a profile's seed plan;
-    a method missing from it runs no cell). Cells run seed by seed.
+    a method missing from it runs no cell). ``widths``: the width axis (None: the base
+    cell's width). Cells run seed by seed, and width by width within a seed.
 
     Cells run in the order given, except that the dense ``snn`` of a seed runs before
     the other cells of that seed (their ``x SNN`` saving needs its energy); a log line
@@ -30,13 +31,16 @@ def expand(base: Cell, methods, sparsities, seeds) -> list[Resolved]:
     plan = {m: list(seeds.get(m, ())) for m in methods} if isinstance(seeds, Mapping) else \
         {m: list(seeds) for m in methods}
     cells: dict[str, Resolved] = {}
+    widths = [base.model.width] if widths is None else [float(w) for w in widths]
     for seed in sorted({s for v in plan.values() for s in v}):
-        for method in order:
-            if seed not in plan[method]:
-                continue
-            for sparsity in sparsities:
-                r = resolve(base.replace(method=method, sparsity=float(sparsity), seed=int(seed)))
-                cells.setdefault(r.hash, r)
+        for width in widths:
+            for method in order:
+                if seed not in plan[method]:
+                    continue
+                for sparsity in sparsities:
+                    r = resolve(base.replace(method=method, sparsity=float(sparsity), seed=int(seed),
+                                             **{"model.width": width}))
+                    cells.setdefault(r.hash, r)
     return list(cells.values())
 
 

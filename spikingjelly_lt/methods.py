@@ -114,13 +114,16 @@ class Resolved:
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def key(self) -> dict[str, Any]:
-        """The cell's identity: every field that counts for its method, nested; a model by reference
+        """The cell's identity: every field that counts for its method, nested (a field added after
+        results were stored, ``keyed_when_set``, only when set away from its default); a model by reference
         adds its reference and file sha256, a data set by reference its content fingerprint."""
         out: dict[str, Any] = {}
         for key, k in knobs().items():
             if k.conditional and key not in self.uses:
                 continue
             value = self.cell.get(key)
+            if k.keyed_when_set and value == k.default:
+                continue
             (out.setdefault(k.section, {}) if k.section else out)[k.name] = value
         for section, extra in self.sources.items():
             out.setdefault(section, {}).update(extra)
@@ -172,6 +175,8 @@ def resolve(cell: Cell) -> Resolved:
         pruner = make_pruner(plugins.lookup("pruners", method.pruner), method.weights)
     except UnknownNameError as exc:  # a weight kind the pruner does not support
         raise UsageError(f"method {method.name!r}: {exc}") from None
+    if hasattr(pruner, "check"):  # options the pruner cannot run with: refused here, before any work
+        pruner.check(cell)
     spiking = bool(getattr(neuron, "spiking", False))
     own_neurons = getattr(arch, "user_model", False) and not replaced and "neuron" not in arch.named.values()
     uses = set() if own_neurons else set(component_uses("neurons", neuron))  # a user model's own neurons

@@ -39,6 +39,7 @@ class Profile:
     seeds: tuple[int, ...]
     cell: dict = field(default_factory=dict)  # cell fields, dotted keys (see spikingjelly_lt.cell)
     method_seeds: dict = field(default_factory=dict)  # method -> its seeds (overrides ``seeds``)
+    widths: tuple[float, ...] = ()  # the width axis (empty: the cell's model.width alone)
 
     def base(self) -> Cell:
         """The profile's cell (data set and recipe), before files, --set and options."""
@@ -54,7 +55,8 @@ class Profile:
     def to_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "dataset": self.dataset,
                 "methods": list(self.methods), "sparsities": list(self.sparsities), "seeds": list(self.seeds),
-                "method_seeds": {m: list(v) for m, v in self.method_seeds.items()}, "sets": dict(self.cell)}
+                "method_seeds": {m: list(v) for m, v in self.method_seeds.items()}, "sets": dict(self.cell),
+                **({"widths": list(self.widths)} if self.widths else {})}
 
 
 _SMOKE = {  # the CPU recipe every small profile starts from

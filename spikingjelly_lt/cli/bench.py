@@ -68,37 +68,44 @@ def _timesteps_given(config: Path | None, sets: list[str] | None, given: dict) -
     return bool(keys & {"model.timesteps", "timesteps"})
 
 
-GRID_FIELDS = {"method": "--methods", "sparsity": "--sparsity", "seed": "--seeds"}  # the matrix's own axes
+# the matrix's own axes (dotted cell key -> its option)
+GRID_FIELDS = {"method": "--methods", "sparsity": "--sparsity", "seed": "--seeds", "model.width": "--width"}
 
 
 def _grid_fields_requested(config: Path | None, sets: list[str] | None) -> set[str]:
-    """Which of the grid's own fields (method, sparsity, seed) ``--config`` / ``--set`` give."""
-    from ..cell import parse_assignment, read_config_file
+    """Which of the grid's own fields (method, sparsity, seed, width) ``--config`` / ``--set`` give."""
+    from ..cell import knobs, parse_assignment, read_config_file
 
     keys = set(read_config_file(config)) if config is not None else set()
     keys |= {parse_assignment(t)[0] for t in sets or ()}
-    return {k for k in keys if k in GRID_FIELDS}
+    dotted = {k.name: key for key, k in knobs().items()}
+    return {dotted.get(k, k) for k in keys} & set(GRID_FIELDS)
 
 
-def _options_to_cells(*, methods, sparsity, seeds, profile, config, sets, options, data_dir, option_names=None):
+def _options_to_cells(*, methods, sparsity, seeds, width, profile, config, sets, options, data_dir,
+                      option_names=None):
     """The cells of a request. A grid field given by ``--set`` / ``--config`` is the grid's only
     value on that axis; given together with its own option (``--sparsity`` ...) it is refused."""
     from ..matrix import expand
 
     cell, prof = resolve_request(profile=profile, config=config, sets=sets, options=options, data_dir=data_dir)
-    explicit = {"method": methods, "sparsity": sparsity, "seed": seeds}
+    explicit = {"method": methods, "sparsity": sparsity, "seed": seeds,
+                "model.width": None if width is None else str(width)}
     names = {**GRID_FIELDS, **(option_names or {})}
     for key in sorted(_grid_fields_requested(config, sets)):
         if explicit[key] is not None:
             raise UsageError(f"{key} is given twice: by --set/--config ({cell.get(key)!r}) and by {names[key]} "
                              f"({explicit[key]!r}); use {names[key]} only")
         explicit[key] = str(cell.get(key))
-    methods, sparsity, seeds = explicit["method"], explicit["sparsity"], explicit["seed"]
+    methods, sparsity, seeds, width = explicit["method"], explicit["sparsity"], explicit["seed"], explicit["model.width"]
     method_list = prof.methods if methods is None else (
         tuple(METHODS) if methods.strip() == "all" else parse_list(methods, "method list"))
     sparsities = parse_list(sparsity, "sparsity", float) if sparsity else list(prof.sparsities)
     seed_plan = parse_list(seeds, "seed", int) if seeds else prof.seed_plan(method_list)
-    return expand(cell, method_list, sparsities, seed_plan), prof
+    widths = parse_list(width, "width", float) if width else list(prof.widths or (cell.model.width,))
+    for w in widths:
+        cell.replace(**{"model.width": w})  # a bad width is one line naming it and the range
+    return expand(cell, method_list, sparsities, seed_plan, widths), prof
 
 
 @app.command("bench")
@@ -113,7 +120,9 @@ def bench_command(
                                                       "0.5,0.8,0.9,0.95; with --seeds a grid.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per training run (per IMP round).")] = None,
     timesteps: Annotated[int | None, typer.Option(help="Time steps T of spiking methods.")] = None,
-    width: Annotated[float | None, typer.Option(help="Channel width multiplier.")] = None,
+    width: Annotated[str | None, typer.Option(help="Comma-separated channel width multipliers, e.g. "
+                                                   "0.0625,0.125,0.25: a grid axis like --sparsity (default: "
+                                                   "the profile's).")] = None,
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds for every method, e.g. 0,1,2 "
                                                    "(default: the profile's, per method).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
@@ -157,10 +166,10 @@ def run_bench(*, arch, dataset, data_dir, methods, sparsity, epochs, timesteps, 
     dev = resolve_device(device)
     shard_of = parse_shard(shard) if shard else None
     cells, prof = _options_to_cells(
-        methods=methods, sparsity=sparsity, seeds=seeds, profile=profile, config=config, sets=sets,
+        methods=methods, sparsity=sparsity, seeds=seeds, width=width, profile=profile, config=config, sets=sets,
         data_dir=data_dir, option_names=option_names, options={
             "model.arch": arch, "data.dataset": dataset, "recipe.epochs": epochs, "model.timesteps": timesteps,
-            "model.width": width, "recipe.batch_size": batch_size, "data.limit_train": limit_train,
+            "recipe.batch_size": batch_size, "data.limit_train": limit_train,
             "energy_model": energy_model})
     if shard_of:
         cells = shard_cells(cells, *shard_of)
@@ -241,7 +250,7 @@ def train_command(
     """Train and measure one cell (the same code path as a cell of `sjlt bench`)."""
     if method is None and "method" not in _grid_fields_requested(config, sets):
         method = "binw-slt"
-    run_bench(option_names={"method": "--method", "sparsity": "--sparsity", "seed": "--seed"}, arch=arch, dataset=dataset, data_dir=data_dir, methods=method,
+    run_bench(option_names={"method": "--method", "sparsity": "--sparsity", "seed": "--seed", "model.width": "--width"}, arch=arch, dataset=dataset, data_dir=data_dir, methods=method,
                   sparsity=None if sparsity is None else str(sparsity),
                   epochs=epochs, timesteps=timesteps, width=width, seeds=None if seed is None else str(seed),
                   batch_size=batch_size, profile=profile, device=device, results=results, limit_train=None,

@@ -10,6 +10,10 @@ supermask layers with a shared :class:`GlobalTopK`).
 
 Gradient (straight-through, both variants): ``dL/ds = (dL/dw_eff * W) * sign(s)``.
 
+Partial freezing (:meth:`Supermask.freeze`): entries permanently pruned or kept rank
+below / above every score, so the top-k runs over the free entries only; the kept count
+``k`` is unchanged.
+
 In training the mask is a function of what it depends on (the scores' values, the
 sparsity, the device), computed when the weight is read: once per forward call
 (multi-step inputs see one weight for all T steps), nothing kept across forwards. A
@@ -89,7 +93,7 @@ class GlobalTopK:
 
     def _masks(self) -> list[torch.Tensor]:
         with torch.no_grad():
-            flat = torch.cat([m.scores.detach().abs().reshape(-1) for m in self.members])
+            flat = torch.cat([m.ranking().reshape(-1) for m in self.members])
             mask = topk_mask(flat, keep_count(flat.numel(), self.sparsity))
             return list(mask.split([m.scores.numel() for m in self.members]))
 
@@ -124,6 +128,23 @@ class Supermask(nn.Module):
         if shared is not None:
             shared.members.append(self)
         self._kept: tuple[tuple, torch.Tensor] | None = None  # eval-mode weight and what it depends on
+        self.register_buffer("frozen_pruned", None)  # partial freezing (``freeze``): never kept
+        self.register_buffer("frozen_kept", None)  # always kept
+
+    def freeze(self, pruned: torch.Tensor, kept: torch.Tensor) -> None:
+        """Permanently prune the ``pruned`` entries and keep the ``kept`` ones (boolean, the
+        weight's shape, disjoint); the top-k then chooses among the rest."""
+        pruned, kept = pruned.bool().reshape(self.scores.shape), kept.bool().reshape(self.scores.shape)
+        if bool((pruned & kept).any()):
+            raise ValueError("frozen pruned and kept entries overlap")
+        self.frozen_pruned, self.frozen_kept = pruned.to(self.scores.device), kept.to(self.scores.device)
+
+    def ranking(self) -> torch.Tensor:
+        """``|scores|`` with frozen-kept entries above and frozen-pruned entries below every score."""
+        r = self.scores.detach().abs()
+        if self.frozen_kept is not None:
+            r = r.masked_fill(self.frozen_kept, float("inf")).masked_fill(self.frozen_pruned, -1.0)
+        return r
 
     def train(self, mode: bool = True) -> Supermask:
         self._kept = None
@@ -141,7 +162,7 @@ class Supermask(nn.Module):
         if self.shared is not None:
             return self.shared.mask_for(self)
         with torch.no_grad():
-            return topk_mask(self.scores.abs(), keep_count(self.scores.numel(), self.sparsity))
+            return topk_mask(self.ranking(), keep_count(self.scores.numel(), self.sparsity))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if self.training or torch.is_grad_enabled():
