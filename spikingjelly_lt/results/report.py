@@ -78,12 +78,18 @@ PLOT_FILES = {
     "accuracy_vs_energy": "accuracy_vs_energy.png",
     "time_to_ticket_vs_sparsity": "time_to_ticket_vs_sparsity.png",
 }
+WIDTH_PLOT_FILES = {  # drawn when the rows span two widths or more
+    "accuracy_vs_width": "accuracy_vs_width.png",
+    "gap_vs_width": "gap_vs_width.png",
+}
+#: the gaps the width section reports: (A variant's method, B) — every A variant of that method
+WIDTH_GAPS = (("binw-slt", "bnn-lt"),)
 # Distinct colours (tab10, then five far from all of them): tab20's pairs are near-identical.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf", "#000000", "#00ff7f", "#000080", "#ffd700", "#800000")
 SPIKING_MARKER, NONSPIKING_MARKER = "o", "s"  # circles spike; squares do not
 
-# Published top-1 % (design.md section 4): (arch, dataset, method, target sparsity).
+# Published top-1 % (docs/design.md §4): (arch, dataset, method, target sparsity).
 # Companion paper 2311.12060 Table 1 (ResNet-19, T=4, ConnS at 50 % sparsity) and
 # Kim et al. ECCV'22 (IMP, T=5, 300 epochs, CIFAR-10).
 REFERENCE_TOP1: dict[tuple[str, str, str, float], float] = {
@@ -103,7 +109,7 @@ REFERENCE_TOP1: dict[tuple[str, str, str, float], float] = {
         )
         for ds, v in (("cifar10", c10), ("cifar100", c100))
     },
-    # Kim et al.: IMP at 68.3 / 89.9 / 95.7 / 98.1 % sparsity (design.md lists the four
+    # Kim et al.: IMP at 68.3 / 89.9 / 95.7 / 98.1 % sparsity (docs/design.md §4 lists the four
     # VGG-16 values in parallel with ResNet-19's four IMP values).
     **{
         (arch, "cifar10", "snn-imp", sp): v
@@ -242,7 +248,7 @@ def matrix_table(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             if collapsed else None
         )
         for m in METRIC_KEYS:
-            # a collapsed cell is no data point for an energy saving (design 5); nor is a
+            # a collapsed cell is no data point for an energy saving (docs/protocol.md §4); nor is a
             # saving against a collapsed dense SNN
             use = [r for r in done if not (m in _SAVINGS and _saving_void(r, m, collapsed_hashes))]
             values = [v for r in use if (v := _num((r.get("metrics") or {}).get(m))) is not None]
@@ -727,7 +733,7 @@ def curves(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, li
 
 def convergence(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per curve: the rise of mean validation accuracy over the last 20 % of its epochs of the
-    last round; converged when under 1 point (design 5)."""
+    last round; converged when under 1 point (docs/protocol.md §5)."""
     out = []
     for (arch, dataset), series in curves(rows).items():
         for label, pts in series.items():
@@ -835,6 +841,92 @@ def _plot_time_vs_sparsity(table: Sequence[dict[str, Any]], path: Path) -> None:
     fig.savefig(path)
 
 
+def _width_gap_series(rows: Sequence[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], dict | None]]:
+    """Every (gaps per width, fitted trend) of :data:`WIDTH_GAPS`, one per A variant that ran."""
+    from .width import gap_trend, variant, width_gaps
+
+    out = []
+    for a_method, b in WIDTH_GAPS:
+        variants = sorted({variant(r["config"]) for r in flat_rows(rows)
+                           if (r.get("config") or {}).get("method") == a_method})
+        for a in variants:
+            gaps = [g for g in width_gaps(rows, a, b) if g["n"] > 0]
+            if gaps:
+                out.append((gaps, gap_trend(gaps)))
+    return out
+
+
+def _plot_accuracy_vs_width(rows: Sequence[dict[str, Any]], chance: float | None, path: Path) -> None:
+    """Test top-1 against width (log2 axis): mean and 95 % band per method variant, chance line."""
+    from .width import width_series
+
+    series = width_series(rows)
+    fig, (ax,) = _figure(1)
+    for i, (name, points) in enumerate(sorted(series.items(), key=lambda kv: _method_rank(kv[0].split(" ")[0]))):
+        color = PALETTE[i % len(PALETTE)]
+        xs = [p["width"] for p in points]
+        ax.plot(xs, [p["mean"] * 100 for p in points], marker="o", color=color, label=name)
+        band = [(p["width"], p["lo"] * 100, p["hi"] * 100) for p in points if p["lo"] is not None]
+        if band:
+            ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], color=color,
+                            alpha=0.15, linewidth=0)
+    ax.set_xscale("log", base=2)
+    _finish_accuracy_axes(ax, chance, "test top-1 against width (mean, 95 % t-band over seeds)", "width (log2)",
+                          "test top-1 %")
+    fig.savefig(path)
+
+
+def _plot_gap_vs_width(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """Paired A - B against width with its 95 % interval, and the fitted line in log2 width."""
+    fig, (ax,) = _figure(1)
+    gap_series = _width_gap_series(rows)
+    for i, (gaps, trend) in enumerate(gap_series):
+        color = PALETTE[i % len(PALETTE)]
+        xs = [g["width"] for g in gaps]
+        ys = [g["mean"] * 100 for g in gaps]
+        err = [[(g["mean"] - g["lo"]) * 100 if g["lo"] is not None else 0 for g in gaps],
+               [(g["hi"] - g["mean"]) * 100 if g["hi"] is not None else 0 for g in gaps]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color=color, linestyle="none",
+                    label=f"{gaps[0]['a']} - {gaps[0]['b']}")
+        if trend:
+            lo, hi = math.log2(min(xs)), math.log2(trend["max_width"] * 8)
+            grid = [lo + (hi - lo) * k / 50 for k in range(51)]
+            ax.plot([2 ** g for g in grid], [(trend["gap_at_1"] + trend["slope"] * g) * 100 for g in grid],
+                    color=color, linestyle="--", linewidth=1,
+                    label=f"fit: {trend['slope'] * 100:+.2f} points per doubling")
+    if not gap_series:
+        _empty(ax, "no paired widths")
+    ax.axhline(0, color="gray", linewidth=1)
+    ax.set_xscale("log", base=2)
+    ax.set_title("paired gap against width (95 % t-interval; dashed: fit, extrapolated to 8x)", fontsize="medium")
+    ax.set_xlabel("width (log2)")
+    ax.set_ylabel("difference in test top-1 (points)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small")
+    fig.savefig(path)
+
+
+def width_markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The width section: the gap per width with its interval, and the fitted trend in words."""
+    gap_series = _width_gap_series(rows)
+    if not gap_series:
+        return ["_No paired widths._"]
+    headers = ["A - B", "width", "n", "A - B (points) [95% CI]"]
+    cells = []
+    lines: list[str] = []
+    for gaps, trend in gap_series:
+        for g in gaps:
+            ci = "" if g["lo"] is None else f" [{g['lo'] * 100:+.2f}, {g['hi'] * 100:+.2f}]"
+            cells.append([f"{g['a']} - {g['b']}", f"{g['width']:g}", str(g["n"]), f"{g['mean'] * 100:+.2f}{ci}"])
+        if trend:
+            lines.append(
+                f"- {gaps[0]['a']} - {gaps[0]['b']}: {trend['slope'] * 100:+.2f} points per doubling of width "
+                f"[{trend['slope_lo'] * 100:+.2f}, {trend['slope_hi'] * 100:+.2f}]; fitted gap at width 1 "
+                f"{trend['gap_at_1'] * 100:+.2f} [{trend['gap_at_1_lo'] * 100:+.2f}, {trend['gap_at_1_hi'] * 100:+.2f}] "
+                f"(an extrapolation); {trend['verdict']}. OLS of {trend['n']} per-seed differences on log2 width.")
+    return [_md_table(headers, cells, [False, True, True, True]), "", *lines]
+
+
 def environment_lines(rows: Sequence[dict]) -> list[str]:
     """'Recorded on' lines: runs per (CPU, torch, threads, device), with their commits.
 
@@ -862,9 +954,12 @@ def claims_markdown(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[lis
 
     headers = ["claim", "A - B", "metric", "at", "n", "our difference [95% CI]", "verdict"]
     cells = []
-    for c in claims_table(rows):
+    claims = claims_table(rows)
+    several_widths = len({c.get("width") for c in claims if c.get("width") is not None}) > 1
+    for c in claims:
         at = DASH if c.get("arch") is None else (
-            f"{c['arch']}/{c['dataset']}" + (f" {c['sparsity'] * 100:g}%" if c.get("sparsity") is not None else ""))
+            f"{c['arch']}/{c['dataset']}" + (f" {c['sparsity'] * 100:g}%" if c.get("sparsity") is not None else "")
+            + (f" w{c['width']:g}" if several_widths and c.get("width") is not None else ""))
         unit = "points" if c["metric"] == "top1" else "pJ/img"
         cells.append([c["claim"], f"{c['a']} - {c['b']}", f"{c['metric']} ({unit})", at, str(c["n"]),
                       format_difference(c), c["verdict"]])
@@ -928,7 +1023,7 @@ def _run_label(row: dict[str, Any]) -> list[str]:
 
 
 def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
-    """Write ``report.md`` and the three PNG plots into ``out_dir``; return the markdown path."""
+    """Write ``report.md`` and its PNG plots (two more for a width grid) into ``out_dir``; return its path."""
     rows = flat_rows(rows)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -940,6 +1035,10 @@ def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
     _plot_learning_curves(rows, table, out / PLOT_FILES["learning_curves"])
     _plot_accuracy_vs_energy(table, out / PLOT_FILES["accuracy_vs_energy"])
     _plot_time_vs_sparsity(table, out / PLOT_FILES["time_to_ticket_vs_sparsity"])
+    widths = {(r.get("config") or {}).get("width") for r in rows} - {None}
+    if len(widths) > 1:
+        _plot_accuracy_vs_width(rows, _chance(table), out / WIDTH_PLOT_FILES["accuracy_vs_width"])
+        _plot_gap_vs_width(rows, out / WIDTH_PLOT_FILES["gap_vs_width"])
     claims_h, claims_c = claims_markdown(rows)
     paired_h, paired_c = paired_markdown(rows)
     stats_h, stats_c = stats_markdown(table)
@@ -999,6 +1098,14 @@ def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
         (_md_table(paired_h, paired_c, [False, False, False, True, True, True, True])
          if paired_c else "_No two methods share a seed._"),
         "",
+        *(["## Width", "",
+           ("Test top-1 against width, and the paired gap of each BinW-SLT variant to MPT-1/32 "
+            "(bnn-lt) at the same seed and width with its 95 % t-interval; the trend is an OLS line "
+            "of the per-seed differences on log2(width), its zero crossing with Fieller's 95 % "
+            "interval, reported only within 8x the largest width measured."), "",
+           *width_markdown(rows), "",
+           f"![Accuracy vs width]({WIDTH_PLOT_FILES['accuracy_vs_width']})", "",
+           f"![Gap vs width]({WIDTH_PLOT_FILES['gap_vs_width']})", ""] if len(widths) > 1 else []),
         "## Collapsed cells",
         "",
         ("\n".join(f"- {e['method']} {_target(e)}: {e['n_collapsed']}/{e['n_done']} run(s); "

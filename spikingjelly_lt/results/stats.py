@@ -1,4 +1,4 @@
-"""Statistics that make a result citable (design 5): intervals over seeds, paired claims.
+"""Statistics that make a result citable (docs/protocol.md): intervals over seeds, paired claims.
 
 * :func:`summarize`: mean, sample standard deviation, n and the 95 % Student-t interval
   ``mean ± t_{0.975, n-1} · std / sqrt(n)`` of a list of values.
@@ -94,7 +94,7 @@ class Claim:
     text: str
 
 
-# The pairs the BinW-SLT paper (2311.12060) claims; paper top-1 in design 4.
+# The pairs the BinW-SLT paper (2311.12060) claims; paper top-1 in docs/design.md §4.
 CLAIMS: tuple[Claim, ...] = (
     Claim("binw-slt", "bnn-lt", "top1", +1, "BinW-SLT more accurate than MPT-1/32 (paper: 91.82 vs 91.07)"),
     Claim("binw-slt", "bnn-act-lt", "top1", +1, "BinW-SLT more accurate than MPT-1/1 (paper: 91.82 vs 83.96)"),
@@ -159,7 +159,7 @@ def compare(rows: Sequence[dict], a: str, b: str, metric: str) -> list[dict[str,
         h = _partner_hash(r, b)
         partner = by_hash.get(h) if h else None
         key = _pair_group(r) + (_setting_key(c),)
-        g = groups.setdefault(key, {"a": {}, "b": {}})
+        g = groups.setdefault(key, {"a": {}, "b": {}, "width": c.get("width")})
         seed = c.get("seed")
         g["a"][seed] = _value(r, metric)
         if partner is not None:
@@ -168,10 +168,12 @@ def compare(rows: Sequence[dict], a: str, b: str, metric: str) -> list[dict[str,
     for (arch, dataset, sparsity, _), g in groups.items():
         s, seeds = paired(g["a"], g["b"])
         out.append({"a": a, "b": b, "metric": metric, "arch": arch, "dataset": dataset, "sparsity": sparsity,
-                    "seeds": seeds, **s.to_dict(),
+                    "width": g["width"], "seeds": seeds, "diffs": [g["a"][k] - g["b"][k] for k in seeds],
+                    **s.to_dict(),
                     "a_mean": summarize(g["a"][k] for k in seeds).mean,
                     "b_mean": summarize(g["b"][k] for k in seeds).mean})
-    out.sort(key=lambda e: (str(e["arch"]), str(e["dataset"]), e["sparsity"] if e["sparsity"] is not None else -1))
+    out.sort(key=lambda e: (str(e["arch"]), str(e["dataset"]), e["sparsity"] if e["sparsity"] is not None else -1,
+                            e["width"] if isinstance(e["width"], (int, float)) else -1))
     return out
 
 
@@ -212,7 +214,7 @@ def paired_table(rows: Sequence[dict], metrics: Sequence[str] = ("top1", "energy
 
 
 def claims_table(rows: Sequence[dict], claims: Sequence[Claim] = CLAIMS) -> list[dict[str, Any]]:
-    """Each paper claim with our paired difference, its 95 % interval and the verdict (design 5).
+    """Each paper claim with our paired difference, its 95 % interval and the verdict (docs/protocol.md §3).
 
     A claim whose methods did not both run (with a shared seed) reads 'not run'; an energy
     claim whose pairs all involve a collapsed cell reads 'no data: M collapsed'.
@@ -226,6 +228,7 @@ def claims_table(rows: Sequence[dict], claims: Sequence[Claim] = CLAIMS) -> list
             gone = _all_collapsed(rows, (claim.a, claim.b)) if paired_entries else []
             out.append({"claim": claim.text, "a": claim.a, "b": claim.b, "metric": claim.metric,
                         "direction": claim.direction, "arch": None, "dataset": None, "sparsity": None,
+                        "width": None, "diffs": [],
                         "n": 0, "mean": None, "std": None, "ci95": None, "lo": None, "hi": None, "seeds": [],
                         "a_mean": None, "b_mean": None,
                         "verdict": f"no data: {', '.join(gone)} collapsed" if gone else "not run"})
