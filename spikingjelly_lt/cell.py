@@ -402,11 +402,26 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return out
 
 
+def _json_default(obj: Any) -> Any:
+    """Encode the non-JSON values a key, config or metrics dict tends to carry (anything else: TypeError)."""
+    if isinstance(obj, Path):
+        return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if hasattr(obj, "tolist"):  # numpy scalars/arrays, torch tensors
+        return obj.tolist()
+    raise TypeError(f"cannot store {type(obj).__name__} value {obj!r} as JSON")
+
+
 def canonical_json(obj: Any) -> str:
-    """Compact JSON with sorted keys: the same dict always gives the same text."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    """Compact JSON with sorted keys: the same dict always gives the same text (the one encoding of
+    a cell's key, and of everything the results store writes)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
 
 
 def cell_hash(key: dict[str, Any]) -> str:
-    """Stable cell id: the first 16 hex digits of sha256 of the key's canonical JSON."""
+    """Stable cell id: the first 16 hex digits of sha256 of the key's canonical JSON (the results
+    store's ``config_hash``)."""
     return hashlib.sha256(canonical_json(key).encode("utf-8")).hexdigest()[:16]

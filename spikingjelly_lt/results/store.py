@@ -24,7 +24,6 @@ raise :class:`~spikingjelly_lt.errors.UsageError` and are never touched.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import json
 import logging
@@ -48,6 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Callable, Self, TextIO, TypeVar
 
+from spikingjelly_lt.cell import canonical_json, cell_hash
 from spikingjelly_lt.errors import UsageError, check_choice
 from spikingjelly_lt._proc import pid_alive
 
@@ -226,27 +226,8 @@ def _text(raw: bytes) -> str | _Undecodable:
         return _Undecodable(raw)
 
 
-def _json_default(obj: Any) -> Any:
-    """Encode the non-JSON values a config or metrics dict tends to carry."""
-    if isinstance(obj, Path):
-        return str(obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    if hasattr(obj, "tolist"):  # numpy scalars/arrays, torch tensors
-        return obj.tolist()
-    raise TypeError(f"cannot store {type(obj).__name__} value {obj!r} as JSON")
-
-
-def canonical_json(obj: Any) -> str:
-    """Compact JSON with sorted keys: the same dict always gives the same text."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    """Stable cell id: the first 16 hex digits of sha256 of the config's canonical JSON."""
-    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()[:16]
+# one encoding and one hash for cells and stored rows (spikingjelly_lt.cell)
+config_hash = cell_hash
 
 
 def _now() -> str:
