@@ -3,13 +3,15 @@
 After the first layer every BinW-SLT layer multiplies binary inputs (spikes in {0, 1};
 bnn-act-lt: {-1, +1}) by ``alpha * q`` with ``q`` in {-1, 0, +1}, so the layer's sum is
 ``alpha * z`` with ``z = conv(s, q)`` an integer, ``|z| <= fan_in``. In eval mode alpha,
-a Linear bias and BatchNorm fold into one per-channel ``scale * z + bias`` (design 6).
+a Linear bias and BatchNorm fold into one per-channel ``scale * z + bias`` (docs/deploy.md, "Why it is exact").
 ``z`` comes out exact from every engine of :mod:`.cpu`; the affine map and the neurons
 (LIF membrane, fp32) follow it. Stateless layers see all T steps as one batch
 (``[T*N, ...]``); only the neurons loop over time.
 
 The compiled net is a small program of ops (stem, neuron, conv, linear, pools, residual
-block) read from the model's structure; weights are read only through
+block) read from the model's structure. An average pool stays integer: on spikes it sums
+them (counts ``0..kh kw``) and the next layer's scale takes the ``1 / (kh kw)``; on a
+conv's pre-activation it sums ``z`` before that conv's affine map. Weights are read only through
 :func:`~spikingjelly_lt.pruners.common.effective_weight` and a layer counts as binary
 when its values are exactly {-alpha, 0, +alpha}. :func:`reference_forward` runs the same
 program in float64 (the exactness yardstick).
@@ -52,6 +54,7 @@ FIRST_LAYER = ("fp32", "bf16")
 # partial sum within it, so the sum is exact whatever precision the convolution accumulates in
 _EXACT_UP_TO = {torch.bfloat16: 256, torch.float16: 2048}
 _GROUPED = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_INT8_COUNTS = 127  # the largest average-pool count an int8 (u8) input may carry
 _CL = torch.channels_last
 
 
@@ -100,14 +103,39 @@ class Ternary:
 
 
 @dataclass
+class AvgPool:
+    """``AvgPool2d`` as a sum pool of integers (spike counts, or a conv's ``z``), exact; its
+    ``1 / (kh kw)`` is folded into the scale of the layer that reads the sums.
+
+    ``in_max``: the largest count in its input (1 on spikes; ``kh kw`` after another pool).
+    """
+
+    name: str
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    in_max: int = 1
+
+    @property
+    def div(self) -> int:
+        return self.kernel[0] * self.kernel[1]
+
+    @property
+    def out_max(self) -> int:
+        return self.in_max * self.div
+
+
+@dataclass
 class Stem:
-    """First layer on the real image: conv (fp32 or bf16) + folded BN."""
+    """First layer on the real image: conv (fp32 or bf16) + folded BN (+ an average pool
+    before its neuron, on the real values)."""
 
     name: str
     weight: Ternary | torch.Tensor  # Ternary when binary (alpha folded into affine)
     stride: tuple[int, int]
     padding: tuple[int, int]
     affine: Affine
+    pool: AvgPool | None = None
 
     def w(self) -> torch.Tensor:
         return self.weight.q().to(torch.float32) if isinstance(self.weight, Ternary) else self.weight
@@ -127,12 +155,22 @@ class Neuron:
 
 @dataclass
 class IntConv:
+    """``conv(s, q)`` then ``scale * z + bias``.
+
+    ``in_div`` / ``in_max``: its input holds average-pool counts up to ``in_max`` that stand
+    for ``counts / in_div`` (``affine.scale`` already holds the ``1 / in_div``); ``pool``: an
+    average pool on its pre-activation, run on the integer ``z`` before the affine map.
+    """
+
     name: str
     weight: Ternary
     stride: tuple[int, int]
     padding: tuple[int, int]
     affine: Affine
     cache: dict = field(default_factory=dict, repr=False)
+    pool: AvgPool | None = None
+    in_div: int = 1
+    in_max: int = 1
 
 
 @dataclass
@@ -141,6 +179,8 @@ class IntLinear:
     weight: Ternary
     affine: Affine
     cache: dict = field(default_factory=dict, repr=False)
+    in_div: int = 1  # as IntConv's
+    in_max: int = 1
 
 
 @dataclass
@@ -153,6 +193,7 @@ class MaxPool:
 @dataclass
 class GlobalPool:
     name: str
+    in_max: int = 1  # the largest count in its input (after an average pool: > 1)
 
 
 @dataclass
@@ -172,12 +213,14 @@ class Block:
     conv2: IntConv
     shortcut: IntConv | None
     sn2: Neuron
+    in_div: int = 1  # its input: average-pool counts / in_div (the identity shortcut divides)
 
 
-Op = Neuron | IntConv | IntLinear | MaxPool | GlobalPool | Flatten | Block
+Op = Neuron | IntConv | IntLinear | MaxPool | AvgPool | GlobalPool | Flatten | Block
 
 #: what compile_model (and ``ticket run``, ``--format nir``) accepts, for the refusal message
 SUPPORTED = ("Conv2d", "Linear", "BatchNorm1d/2d (folded)", "Flatten", "MaxPool2d (square, no padding)",
+             "AvgPool2d (ceil_mode=False, no divisor_override, count_include_pad=False only without padding)",
              "AdaptiveAvgPool2d(1) / global average pooling", "Dropout (identity in eval)",
              "SpikingJelly LIFNode / IFNode / ParametricLIFNode (learned tau as a constant)", "Sign",
              "the package's ResNet-19 BasicBlock")
@@ -258,6 +301,24 @@ def _conv(name: str, conv: nn.Conv2d, bn: nn.Module | None, storage: str) -> Int
                    _affine(alpha, conv.bias, bn, conv.out_channels))
 
 
+_AVGPOOL_OK = ("AvgPool2d(kernel, stride, padding) with ceil_mode=False, no divisor_override, "
+               "count_include_pad=True (False only without padding)")
+
+
+def _avgpool(name: str, m: nn.AvgPool2d) -> AvgPool:
+    """The sum-pool op of an ``nn.AvgPool2d`` whose every window divides by ``kh kw`` (torch's
+    default); options that change the divisor per window are refused in one line."""
+    k = _pair(m.kernel_size)
+    s = _pair(m.stride) if m.stride not in (None, (), []) else k
+    p = _pair(m.padding)
+    why = ("ceil_mode=True" if m.ceil_mode else
+           f"divisor_override={m.divisor_override}" if m.divisor_override is not None else
+           "count_include_pad=False with padding > 0" if not m.count_include_pad and p != (0, 0) else None)
+    if why:
+        raise UsageError(f"layer {name} (AvgPool2d): {why} does not compile; supported: {_AVGPOOL_OK}")
+    return AvgPool(name, k, s, p)
+
+
 def _is_block(m: nn.Module) -> bool:
     return all(hasattr(m, a) for a in ("conv1", "bn1", "sn1", "conv2", "bn2", "shortcut", "sn2"))
 
@@ -283,7 +344,7 @@ def _plan(model: nn.Module, storage: str) -> tuple[Stem, list[Op]]:
         weight = w.contiguous()
         aff = _affine(1.0, conv.bias, bn, conv.out_channels)
     stem = Stem(name, weight, _pair(conv.stride), _pair(conv.padding), aff)
-    return stem, _ops([(f"body.{n}", m) for n, m in model.body.named_children()], storage)
+    return stem, _ops([(f"body.{n}", m) for n, m in model.body.named_children()], storage, stem)
 
 
 def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -322,61 +383,102 @@ def _plan_chain(model: nn.Module, storage: str) -> tuple[Stem, list[Op]]:
         weight = effective_weight(conv).detach().to("cpu", torch.float32).contiguous()
         aff = _affine(1.0, conv.bias, bn, conv.out_channels)
     stem = Stem(name, weight, _pair(conv.stride), _pair(conv.padding), aff)
-    return stem, _ops(mods[2 if bn is not None else 1:], storage)
+    return stem, _ops(mods[2 if bn is not None else 1:], storage, stem)
 
 
-def _ops(mods: list[tuple[str, nn.Module]], storage: str) -> list[Op]:
+def _ops(mods: list[tuple[str, nn.Module]], storage: str, stem: Stem | None = None) -> list[Op]:
+    """The ops after the stem. Average pools: on a pre-activation (after a conv + BN, or the stem)
+    the pool goes into that layer; on binary activations it is an :class:`AvgPool` op of counts,
+    and the ``1 / (kh kw)`` goes into the scale of the conv / linear that reads them."""
     ops: list[Op] = []
+    div, vmax, pm1 = 1, 1, False  # what the next layer reads: counts <= vmax standing for counts / div
+
+    def feed(layer: IntConv | IntLinear) -> IntConv | IntLinear:
+        if div != 1:
+            layer.affine = Affine(layer.affine.scale64 / div, layer.affine.bias64)
+        layer.in_div, layer.in_max = div, vmax
+        return layer
+
     i = 0
     while i < len(mods):
         name, m = mods[i]
         neuron = _neuron(name, m)
         if neuron is not None:
             ops.append(neuron)
+            div, vmax, pm1 = 1, 1, neuron.kind == "sign"
         elif _is_block(m):
             sc = None
             if len(m.shortcut):
                 sc_mods = list(m.shortcut)
                 if len(sc_mods) != 2 or not isinstance(sc_mods[0], nn.Conv2d):
                     raise UsageError(f"block {name}: shortcut is not conv + BN")
-                sc = _conv(f"{name}.shortcut.0", sc_mods[0], sc_mods[1], storage)
+                sc = feed(_conv(f"{name}.shortcut.0", sc_mods[0], sc_mods[1], storage))
             parts = []
             for a in ("sn1", "sn2"):
                 n = _neuron(f"{name}.{a}", getattr(m, a))
                 if n is None:
                     raise UsageError(f"block {name}: activation {type(getattr(m, a)).__name__} is not binary")
                 parts.append(n)
-            ops.append(Block(name, _conv(f"{name}.conv1", m.conv1, m.bn1, storage), parts[0],
-                             _conv(f"{name}.conv2", m.conv2, m.bn2, storage), sc, parts[1]))
+            ops.append(Block(name, feed(_conv(f"{name}.conv1", m.conv1, m.bn1, storage)), parts[0],
+                             _conv(f"{name}.conv2", m.conv2, m.bn2, storage), sc, parts[1], div))
+            div, vmax, pm1 = 1, 1, parts[1].kind == "sign"
         elif isinstance(m, nn.Conv2d):
             bn = _bn_after(mods, i, (nn.BatchNorm2d,))
-            ops.append(_conv(name, m, bn, storage))
+            ops.append(feed(_conv(name, m, bn, storage)))
             i += 1 if bn is not None else 0
         elif isinstance(m, nn.Linear):
             bn = _bn_after(mods, i, (nn.BatchNorm1d,))
             q, alpha = _ternary(name, m)
-            ops.append(IntLinear(name, Ternary.of(q, alpha, storage), _affine(alpha, m.bias, bn, m.out_features)))
+            ops.append(feed(IntLinear(name, Ternary.of(q, alpha, storage),
+                                      _affine(alpha, m.bias, bn, m.out_features))))
             i += 1 if bn is not None else 0
         elif isinstance(m, nn.MaxPool2d):
             k, s = _pair(m.kernel_size), _pair(m.stride or m.kernel_size)
             if k[0] != k[1] or s[0] != s[1] or _pair(m.padding) != (0, 0) or _pair(m.dilation) != (1, 1):
                 raise UsageError(f"layer {name}: only square max-pools without padding compile")
             ops.append(MaxPool(name, k[0], s[0]))
+        elif isinstance(m, nn.AvgPool2d):
+            pool = _avgpool(name, m)
+            prev = ops[-1] if ops else stem
+            if isinstance(prev, (IntConv, Stem)):  # a pre-activation: pool the integer sums (the stem: its values)
+                if prev.pool is not None:
+                    raise UsageError(f"layer {name}: a second average pool on {prev.name}'s pre-activation "
+                                     "does not compile; put a neuron between them")
+                prev.pool = pool
+            elif isinstance(prev, (Neuron, Block, MaxPool, AvgPool)):
+                if pm1:
+                    raise UsageError(f"layer {name}: average pooling of +-1 sign activations (bnn-act-lt) does not "
+                                     "compile; pool before the sign, or use a spiking neuron")
+                pool.in_max = vmax
+                ops.append(pool)
+                div, vmax = div * pool.div, pool.out_max
+            else:
+                what = f"{prev.name} ({type(prev).__name__})" if prev is not None else "nothing"
+                raise UsageError(f"layer {name}: average pooling after {what} does not compile; it must follow "
+                                 "a conv (+ BatchNorm), a neuron or another pool")
         elif isinstance(m, nn.AdaptiveAvgPool2d):
             if _pair(m.output_size) != (1, 1):
                 raise UsageError(f"layer {name}: only global average pooling compiles")
-            ops.append(GlobalPool(name))
+            ops.append(GlobalPool(name, vmax))
         elif isinstance(m, nn.Flatten):
             if ops and not isinstance(ops[-1], (GlobalPool, Flatten)):  # after a global pool: already [M, C]
                 ops.append(Flatten(name))
         elif isinstance(m, nn.Dropout):
             pass  # identity in eval
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            raise UsageError(f"layer {name} ({type(m).__name__}) has no exact integer form here: a BatchNorm "
+                             "compiles only directly after its Conv2d / Linear (folded into it); supported: "
+                             f"{', '.join(SUPPORTED)}")
         else:
             raise UsageError(f"layer {name} ({type(m).__name__}) has no exact integer form; supported: "
                              f"{', '.join(SUPPORTED)}")
         i += 1
     if not ops or not isinstance(ops[0], Neuron):
         raise UsageError("the first layer (conv + BN) must be followed by a binary neuron (LIF, IF, PLIF, sign)")
+    for prev, op in zip(ops, ops[1:]):  # real values (a conv's or linear's output) feed a neuron only
+        if isinstance(prev, (IntConv, IntLinear)) and not isinstance(op, Neuron):
+            raise UsageError(f"layer {op.name} ({type(op).__name__}) reads the real-valued output of {prev.name}; "
+                             "only a neuron (or an AvgPool2d before it) compiles there")
     if not isinstance(ops[-1], IntLinear):
         raise UsageError(f"the model must end in a Linear readout, not {ops[-1].name}; supported: {', '.join(SUPPORTED)}")
     return ops
@@ -405,9 +507,51 @@ def _z_float64(op: IntConv, a: _Bin) -> torch.Tensor:
     return F.conv2d(s, op.weight.q().double(), None, op.stride, op.padding)
 
 
+def _sum_pool(t: torch.Tensor, op: AvgPool) -> torch.Tensor:
+    """Window sums of the integers ``t`` ``[M, C, H, W]`` (spike counts or a conv's ``z``), exact.
+
+    uint8 counts stay uint8 (when the sums fit): non-overlapping windows without padding add the
+    ``kh kw`` strided views, as :meth:`_Engine.maxpool` does; anything else is torch's own average
+    pool with divisor 1 (sums of integers below 2^24 are exact in fp32, in any order).
+    """
+    if t.dtype != torch.uint8:
+        return F.avg_pool2d(t, op.kernel, op.stride, op.padding, divisor_override=1)
+    (kh, kw), fits = op.kernel, op.out_max <= 255
+    if op.kernel == op.stride and op.padding == (0, 0) and fits:
+        t = t[:, :, :t.shape[2] // kh * kh, :t.shape[3] // kw * kw]  # the pool floors: drop the ragged edge
+        out = t[:, :, 0::kh, 0::kw].clone(memory_format=_CL)
+        for i in range(kh):
+            for j in range(kw):
+                if i or j:
+                    out.add_(t[:, :, i::kh, j::kw])
+        return out
+    out = F.avg_pool2d(t.to(torch.float32), op.kernel, op.stride, op.padding, divisor_override=1)
+    return out.to(torch.uint8) if fits else out
+
+
+def _pool_affine(op: IntConv, hw: tuple[int, int], dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, bias)`` after the pre-activation pool of ``op`` on an ``hw`` map of sums ``Z``:
+    ``avgpool(scale z + bias) = (scale / kh kw) Z + bias N / kh kw``, ``N`` the number of
+    unpadded positions in each window (``kh kw`` everywhere without padding)."""
+    pool = op.pool
+    key = ("pool", *hw, dtype, str(device))
+    hit = op.cache.get(key)
+    if hit is not None:
+        return hit
+    scale64, bias64 = op.affine.scale64.to(device), op.affine.bias64.to(device)
+    scale = (scale64 / pool.div).view(1, -1, 1, 1)
+    bias = bias64.view(1, -1, 1, 1)
+    if pool.padding != (0, 0):
+        ones = torch.ones(1, 1, *hw, dtype=torch.float64, device=device)
+        bias = bias * (F.avg_pool2d(ones, pool.kernel, pool.stride, pool.padding, divisor_override=1) / pool.div)
+    op.cache[key] = (scale.to(dtype), bias.to(dtype))
+    return op.cache[key]
+
+
 @dataclass
 class _Bin:
-    """Binary activations ``[M, ...]``: uint8 in {0, 1}; ``pm1``: they stand for 2 b - 1."""
+    """Binary activations ``[M, ...]``: uint8 in {0, 1}; ``pm1``: they stand for 2 b - 1. After
+    an average pool: the window counts (uint8, or fp32 beyond 255), scaled by the next layer."""
 
     t: torch.Tensor
     pm1: bool
@@ -444,7 +588,10 @@ class _Engine:
         else:
             with torch.backends.cudnn.flags(enabled=not self.no_cudnn, allow_tf32=False):  # a GPU: fp32, not TF32
                 y = F.conv2d(x, w.contiguous(memory_format=_CL), None, op.stride, op.padding)
-        return y.mul_(op.affine.scale.view(1, -1, 1, 1)).add_(op.affine.bias.view(1, -1, 1, 1))
+        y = y.mul_(op.affine.scale.view(1, -1, 1, 1)).add_(op.affine.bias.view(1, -1, 1, 1))
+        if op.pool is not None:  # real values (the image's first layer): averaged as the model does
+            y = F.avg_pool2d(y, op.pool.kernel, op.pool.stride, op.pool.padding)
+        return y
 
     def _conv_weight(self, op: IntConv, kind: str):
         key = (kind, self.engine)
@@ -459,7 +606,8 @@ class _Engine:
             w = (w, torch.ones(o), torch.zeros(o, dtype=torch.int64))
         elif kind in _GROUPED:
             dtype = _GROUPED[kind]
-            per = _EXACT_UP_TO[dtype] // (q.shape[2] * q.shape[3])  # >= 1: compile_model checks the kernel
+            # >= 1: compile_model checks the kernel (times the largest average-pool count it reads)
+            per = _EXACT_UP_TO[dtype] // (q.shape[2] * q.shape[3] * op.in_max)
             w = [(c, min(c + per, q.shape[1]), q[:, c:c + per].to(dtype).contiguous(memory_format=_CL))
                  for c in range(0, q.shape[1], per)]
         else:
@@ -511,7 +659,7 @@ class _Engine:
                                                   "none", [], "")
 
     def conv(self, op: IntConv, a: _Bin) -> torch.Tensor:
-        if self.engine == "int8" and self.fuse and not a.pm1:
+        if self.engine == "int8" and self.fuse and not a.pm1 and op.pool is None:
             if self.record is not None:  # z itself, from the same int32 accumulation with unit scales
                 self.record.setdefault(op.name, {})["z"] = self._z01(op, a.t)
             return self._fused(op, a.t)
@@ -524,12 +672,18 @@ class _Engine:
                     self.inexact.append(op.name)
         if self.record is not None:
             self.record.setdefault(op.name, {})["z"] = z.clone()
+        if op.pool is not None:  # average pool on the pre-activation: sum the integers z, then the map
+            scale, bias = _pool_affine(op, tuple(z.shape[2:]), z.dtype, z.device)
+            z = _sum_pool(z, op.pool)
+            if self.record is not None:
+                self.record.setdefault(op.pool.name, {})["z"] = z.clone()
+            return z.mul_(scale).add_(bias)
         return z.mul_(op.affine.scale.view(1, -1, 1, 1)).add_(op.affine.bias.view(1, -1, 1, 1))
 
     def _linear_z(self, op: IntLinear, a: _Bin | _Count) -> tuple[torch.Tensor, int]:
         x = a.t
         q = op.weight.q()
-        if self.engine == "int8" and x.dtype == torch.uint8:
+        if self.engine == "int8" and x.dtype == torch.uint8 and op.in_max <= _INT8_COUNTS:
             key = "int8-linear"
             w = op.cache.get(key)
             if w is None:
@@ -570,8 +724,8 @@ class _Engine:
         (VGG-16's first pool: 77 ms -> 1.9 ms, one thread).
         """
         t, k = a.t, op.kernel
-        if k != op.stride:
-            return _Bin(F.max_pool2d(t.float(), k, op.stride).to(torch.uint8), a.pm1)
+        if k != op.stride:  # (after an average pool the values are counts: max of counts, same dtype)
+            return _Bin(F.max_pool2d(t.float(), k, op.stride).to(t.dtype), a.pm1)
         h, w = t.shape[2] // k * k, t.shape[3] // k * k  # the pool floors: drop the ragged edge
         t = t[:, :, :h, :w]
         out = t[:, :, 0::k, 0::k].contiguous(memory_format=_CL)
@@ -584,10 +738,19 @@ class _Engine:
     def globalpool(self, op: GlobalPool, a: _Bin) -> _Count:
         hw = a.t.shape[2] * a.t.shape[3]
         counts = a.t.sum(dim=(2, 3), dtype=torch.int32)
-        return _Count(counts.to(torch.uint8) if hw <= 255 else counts.to(torch.float32), a.pm1, hw)
+        return _Count(counts.to(torch.uint8) if hw * op.in_max <= 255 else counts.to(torch.float32), a.pm1, hw)
 
-    def as_real(self, a: _Bin) -> torch.Tensor:
+    def avgpool(self, op: AvgPool, a: _Bin) -> _Bin:
+        """Window counts of binary activations (or of counts): exact integers, 1/(kh kw) folded downstream."""
+        out = _sum_pool(a.t, op)
+        if self.record is not None:
+            self.record.setdefault(op.name, {})["z"] = out.clone()
+        return _Bin(out, a.pm1)
+
+    def as_real(self, a: _Bin, div: int = 1) -> torch.Tensor:
         x = a.t.to(torch.float32)
+        if div != 1:  # average-pool counts
+            x.div_(div)
         return x.mul_(2).sub_(1) if a.pm1 else x
 
     def add(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -707,11 +870,17 @@ class _Reference(_Engine):
     def stem(self, op: Stem, x: torch.Tensor) -> torch.Tensor:
         w = op.weight.q().double() if isinstance(op.weight, Ternary) else op.weight.double()
         y = F.conv2d(x.double(), w, None, op.stride, op.padding)
-        return y * op.affine.scale64.view(1, -1, 1, 1) + op.affine.bias64.view(1, -1, 1, 1)
+        y = y * op.affine.scale64.view(1, -1, 1, 1) + op.affine.bias64.view(1, -1, 1, 1)
+        return y if op.pool is None else F.avg_pool2d(y, op.pool.kernel, op.pool.stride, op.pool.padding)
 
     def conv(self, op: IntConv, a: _Bin) -> torch.Tensor:
         z = _z_float64(op, a)
         self.record.setdefault(op.name, {})["z"] = z
+        if op.pool is not None:
+            scale, bias = _pool_affine(op, tuple(z.shape[2:]), torch.float64, z.device)
+            z = _sum_pool(z, op.pool)
+            self.record.setdefault(op.pool.name, {})["z"] = z
+            return z * scale + bias
         return z * op.affine.scale64.view(1, -1, 1, 1) + op.affine.bias64.view(1, -1, 1, 1)
 
     def _linear_z(self, op: IntLinear, a: _Bin | _Count) -> tuple[torch.Tensor, int]:
@@ -730,8 +899,13 @@ class _Reference(_Engine):
     def globalpool(self, op: GlobalPool, a: _Bin) -> _Count:
         return _Count(a.t.double().sum(dim=(2, 3)), a.pm1, a.t.shape[2] * a.t.shape[3])
 
-    def as_real(self, a: _Bin) -> torch.Tensor:
-        x = a.t.double()
+    def avgpool(self, op: AvgPool, a: _Bin) -> _Bin:
+        out = _sum_pool(a.t.double(), op)
+        self.record.setdefault(op.name, {})["z"] = out
+        return _Bin(out, a.pm1)
+
+    def as_real(self, a: _Bin, div: int = 1) -> torch.Tensor:
+        x = a.t.double() / div
         return 2 * x - 1 if a.pm1 else x
 
     def add(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -772,7 +946,7 @@ def _run(stem: Stem, ops: list[Op], T: int | None, x: torch.Tensor, be: _Engine)
         if isinstance(op, Block):
             s1 = be.neuron(op.sn1, be.conv(op.conv1, value), steps, const=False)
             x2 = be.conv(op.conv2, s1)
-            xs = be.conv(op.shortcut, value) if op.shortcut is not None else be.as_real(value)
+            xs = be.conv(op.shortcut, value) if op.shortcut is not None else be.as_real(value, op.in_div)
             value = be.neuron(op.sn2, be.add(x2, xs), steps, const=False)
         elif isinstance(op, IntConv):
             value = be.conv(op, value)
@@ -782,6 +956,8 @@ def _run(stem: Stem, ops: list[Op], T: int | None, x: torch.Tensor, be: _Engine)
             value = be.neuron(op, value, steps, const=False)
         elif isinstance(op, MaxPool):
             value = be.maxpool(op, value)
+        elif isinstance(op, AvgPool):
+            value = be.avgpool(op, value)
         elif isinstance(op, GlobalPool):
             value = be.globalpool(op, value)
         elif isinstance(op, Flatten):
@@ -966,9 +1142,16 @@ def compile_model(
     if chosen in _GROUPED:
         bound = _EXACT_UP_TO[_GROUPED[chosen]]
         for layer in _int_layers(ops):
-            if isinstance(layer, IntConv) and (k := math.prod(layer.weight.shape[2:])) > bound:
+            if isinstance(layer, IntConv) and (k := math.prod(layer.weight.shape[2:])) * layer.in_max > bound:
+                counts = f" of average-pool counts up to {layer.in_max}" if layer.in_max > 1 else ""
                 raise UsageError(f"layer {layer.name}: a {layer.weight.shape[2]}x{layer.weight.shape[3]} kernel sums "
-                                 f"{k} products per channel, beyond {bound} (exact in {chosen}); use --engine fp32")
+                                 f"{k} products{counts} per channel, beyond {bound} (exact in {chosen}); "
+                                 "use --engine fp32")
+    if chosen == "int8":  # (a Linear reading larger counts takes the exact fp32 matmul instead)
+        for layer in _int_layers(ops):
+            if isinstance(layer, IntConv) and layer.in_max > _INT8_COUNTS:
+                raise UsageError(f"layer {layer.name}: its input holds average-pool counts up to {layer.in_max}, "
+                                 f"beyond {_INT8_COUNTS} (the int8 engine's inputs); use --engine fp32")
     net = CompiledNet(stem, ops, timesteps, chosen, first_layer, storage, model, lif, device)
     info = cpu_info()
     where = f"{info.model}; {' '.join(info.flags) or 'no special flags'}" if device.type == "cpu" else str(device)

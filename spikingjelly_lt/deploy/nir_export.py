@@ -4,7 +4,9 @@ The graph is written from the compiled program (:mod:`.engine`), so every weight
 already folded: a Conv2d / Affine node holds ``scale * q`` (alpha, BN and a Linear
 bias folded into one per-channel scale and bias); the first conv holds the stem's
 weights times its BN scale. Residual adds are two edges into one LIF node (NIR sums
-a node's inputs). Mapping of SpikingJelly's discrete LIF (docs/deploy.md)::
+a node's inputs). A non-global average pool is an ``AvgPool2d`` node (torch's semantics,
+which snnTorch's importer builds); the Conv2d / Affine after it holds its weights without
+the engine's ``1 / (kh kw)`` fold. Mapping of SpikingJelly's discrete LIF (docs/deploy.md)::
 
     SpikingJelly, per step:  H = V + (X - (V - V_reset)) / tau_sj     (decay_input)
                              S = H >= V_th;  V = V_reset if S else H   (hard reset, same step)
@@ -30,7 +32,8 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
-from .engine import Block, CompiledNet, Flatten, GlobalPool, IntConv, IntLinear, MaxPool, Neuron, Ternary, compile_model
+from .engine import (AvgPool, Block, CompiledNet, Flatten, GlobalPool, IntConv, IntLinear, MaxPool, Neuron, Ternary,
+                     compile_model)
 
 __all__ = ["to_nir", "export_nir", "DEFAULT_DT"]
 
@@ -73,11 +76,19 @@ class _Builder:
 
     def conv(self, op: IntConv, src: str, shape: tuple[int, int, int]) -> tuple[str, tuple[int, int, int]]:
         q = op.weight.q().to(torch.float64)
-        w = q * op.affine.scale64.view(-1, 1, 1, 1)
+        # after an average pool the engine reads counts (1/(kh kw) in its scale); NIR's AvgPool2d divides
+        w = q * (op.affine.scale64 * op.in_div).view(-1, 1, 1, 1)
         node = self.nir.Conv2d(input_shape=shape[1:], weight=_np(w), stride=op.stride, padding=op.padding,
                                dilation=1, groups=1, bias=_np(op.affine.bias64))
         k = tuple(q.shape[2:])
-        return self.add(op.name, node, [src]), (q.shape[0], *_out_hw(shape[1:], k, op.stride, op.padding))
+        src, shape = self.add(op.name, node, [src]), (q.shape[0], *_out_hw(shape[1:], k, op.stride, op.padding))
+        return self.pool(op.pool, src, shape) if op.pool is not None else (src, shape)
+
+    def pool(self, op: AvgPool, src: str, shape: tuple[int, int, int]) -> tuple[str, tuple[int, int, int]]:
+        """NIR ``AvgPool2d`` (zero padding counted in the divisor, as torch's default)."""
+        node = self.nir.AvgPool2d(kernel_size=np.array(op.kernel), stride=np.array(op.stride),
+                                  padding=np.array(op.padding))
+        return self.add(op.name, node, [src]), (shape[0], *_out_hw(shape[1:], op.kernel, op.stride, op.padding))
 
     def neuron(self, op: Neuron, srcs: list[str], shape: tuple[int, ...]) -> str:
         if op.kind == "sign":
@@ -114,6 +125,8 @@ def to_nir(net_or_model: CompiledNet | nn.Module, input_shape: tuple[int, int, i
                                       padding=stem.padding, dilation=1, groups=1, bias=_np(stem.affine.bias64)),
                 [src])
     shape = (w.shape[0], *_out_hw(shape[1:], tuple(w.shape[2:]), stem.stride, stem.padding))
+    if stem.pool is not None:
+        src, shape = b.pool(stem.pool, src, shape)
     pooled = False
     for op in net.ops:
         if isinstance(op, Neuron):
@@ -131,6 +144,8 @@ def to_nir(net_or_model: CompiledNet | nn.Module, input_shape: tuple[int, int, i
             src, shape = b.conv(op, src, shape)
         elif isinstance(op, MaxPool):
             raise UsageError(f"layer {op.name}: NIR 1.0 has no max-pooling node (VGG-16's MaxPool2d); export refused")
+        elif isinstance(op, AvgPool):
+            src, shape = b.pool(op, src, shape)
         elif isinstance(op, GlobalPool):
             hw = np.array(shape[1:])
             src = b.add(op.name, nir.AvgPool2d(kernel_size=hw, stride=hw, padding=np.array([0, 0])), [src])
@@ -145,7 +160,7 @@ def to_nir(net_or_model: CompiledNet | nn.Module, input_shape: tuple[int, int, i
         elif isinstance(op, IntLinear):
             if len(shape) != 1:
                 raise UsageError(f"layer {op.name}: a Linear on a {len(shape)}-d input has no NIR Affine form")
-            w = op.weight.q().to(torch.float64) * op.affine.scale64.view(-1, 1)
+            w = op.weight.q().to(torch.float64) * (op.affine.scale64 * op.in_div).view(-1, 1)
             src = b.add(op.name, nir.Affine(weight=_np(w), bias=_np(op.affine.bias64)), [src])
             shape = (w.shape[0],)
     if not pooled:
