@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pluggy
 
 from . import hookspecs, logger
+from ._versions import dist_version
 from .errors import UnknownNameError
 
 __all__ = [
@@ -72,7 +73,7 @@ def load_plugins() -> None:
     if _loaded:
         return
     _loaded = True
-    version = importlib.metadata.version("spikingjelly-lt") if _has_dist() else "dev"
+    version = dist_version("spikingjelly-lt", "dev")
     for modname in DEFAULT_PLUGINS:
         try:
             mod = importlib.import_module(modname)
@@ -126,14 +127,6 @@ def add_plugins(specs: list[str], origin: str = "--plugin") -> list[str]:
     return names_added
 
 
-def _has_dist() -> bool:
-    try:
-        importlib.metadata.version("spikingjelly-lt")
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return False
-
-
 def check_pending() -> None:
     """Fail loudly if a registered plugin implements a hook that does not exist."""
     load_plugins()
@@ -147,18 +140,30 @@ class Entry:
     plugin: str
 
 
+# kind -> (the hook implementations it was built from, the names they registered)
+_registries: dict[str, tuple[tuple, dict[str, Entry]]] = {}
+
+
 def registry(kind: str) -> dict[str, Entry]:
     """All names registered for ``kind``, each with the plugin that registered it.
 
     Each hook implementation runs in isolation: one that raises is reported in a
-    warning and the rest still register. Duplicate names are an error.
+    warning and the rest still register. Duplicate names are an error. The hooks run
+    once per process: the result is kept until the implementations of the hook change
+    (``--plugin`` / ``SJLT_PLUGINS`` registering more, a plugin unregistered), so a
+    broken plugin's warning appears once.
     """
     if kind not in KINDS:
         raise UnknownNameError("registry kind", kind, KINDS)
     load_plugins()
-    found: dict[str, Entry] = {}
     hook = getattr(pm.hook, f"register_{kind}")
-    for impl in hook.get_hookimpls():  # registration order
+    impls = hook.get_hookimpls()  # registration order
+    stamp = tuple((impl.plugin_name, impl.function) for impl in impls)
+    cached = _registries.get(kind)
+    if cached is not None and cached[0] == stamp:
+        return dict(cached[1])
+    found: dict[str, Entry] = {}
+    for impl in impls:
         plugin_name = impl.plugin_name
         staged: dict[str, Entry] = {}
 
@@ -174,7 +179,8 @@ def registry(kind: str) -> dict[str, Entry]:
             _warn(plugin_name, exc)
             continue
         found.update(staged)
-    return found
+    _registries[kind] = (stamp, found)
+    return dict(found)
 
 
 def names(kind: str) -> list[str]:

@@ -57,6 +57,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ._versions import dist_version
 from .build import DataShape, build_model
 from .cell import Cell, flatten
 from .errors import UsageError
@@ -138,15 +139,6 @@ def _from_f32(buf: bytes) -> torch.Tensor:
     if len(buf) % 4:
         raise UsageError("ticket fp32 field has a length that is not a multiple of 4")
     return torch.from_numpy(np.frombuffer(buf, dtype="<f4").astype(np.float32))
-
-
-def _version(dist: str) -> str:
-    import importlib.metadata as md
-
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return "unknown"
 
 
 class _Payload:
@@ -470,7 +462,7 @@ def export_ticket(
         "layers": layers,
         "tensors": tensors,
         "bit_order": "big",
-        "created_with": {"spikingjelly_lt": _version("spikingjelly-lt"), "torch": torch.__version__},
+        "created_with": {"spikingjelly_lt": dist_version("spikingjelly-lt"), "torch": torch.__version__},
     }
     data = _serialize(header, b"".join(payload.parts))
     out = Path(out)

@@ -70,6 +70,38 @@ def test_a_plugin_that_raises_is_one_warning_and_the_rest_works(caplog):
         plugins.pm.unregister(name="broken")
 
 
+def test_hooks_run_once_until_a_plugin_registers(caplog):
+    calls = []
+
+    class Counting:
+        @hookimpl
+        def register_neurons(self, register):
+            calls.append(1)
+            raise RuntimeError("boom")
+
+    class Late:
+        @hookimpl
+        def register_neurons(self, register):
+            register("late-neuron", lambda **kw: None)
+
+    plugins.pm.register(Counting(), name="counting")
+    try:
+        with caplog.at_level(logging.WARNING, logger="spikingjelly_lt"):
+            for _ in range(5):
+                plugins.lookup("neurons", "lif")
+                plugins.names("neurons")
+        assert len(calls) == 1
+        assert len([r for r in caplog.records if "counting" in r.getMessage()]) == 1
+        plugins.pm.register(Late(), name="late")  # what --plugin / SJLT_PLUGINS do: the registry is built again
+        try:
+            assert "late-neuron" in plugins.names("neurons") and len(calls) == 2
+        finally:
+            plugins.pm.unregister(name="late")
+        assert "late-neuron" not in plugins.names("neurons")
+    finally:
+        plugins.pm.unregister(name="counting")
+
+
 def test_unknown_lookup_lists_valid_names():
     with pytest.raises(UnknownNameError) as info:
         plugins.lookup("datasets", "mnist")

@@ -24,15 +24,12 @@ err_console = Console(stderr=True)
 def _version_line() -> str:
     """``sjlt X (spikingjelly-lt; torch Y, spikingjelly Z, python P)`` without importing torch."""
     import platform
-    from importlib.metadata import PackageNotFoundError, version
 
     from .. import __version__
+    from .._versions import dist_version
 
     def v(dist: str) -> str:
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            return "not installed"
+        return dist_version(dist, "not installed")
 
     return (f"sjlt {__version__} (spikingjelly-lt; torch {v('torch')}, spikingjelly {v('spikingjelly')}, "
             f"python {platform.python_version()})")

@@ -16,7 +16,7 @@ from ..energy.storage import model_storage  # one storage description (energy/st
 
 __all__ = ["FiringRateMonitor", "model_storage", "environment", "collapse", "CHANCE_MARGIN", "MIN_FIRING"]
 
-CHANCE_MARGIN = 0.02  # validation accuracy within 2 points of chance: collapsed (design 5)
+CHANCE_MARGIN = 0.02  # validation accuracy within 2 points of chance: collapsed (docs/protocol.md §4)
 MIN_FIRING = 0.01  # a spiking layer under 1 % firing: collapsed
 
 
@@ -64,7 +64,7 @@ class FiringRateMonitor:
 
 
 def collapse(val_acc: float | None, firing_rates: dict[str, float] | None, num_classes: int) -> dict:
-    """``{"collapsed": bool | None, "collapse_reason": str | None}`` of a trained cell (design 5).
+    """``{"collapsed": bool | None, "collapse_reason": str | None}`` of a trained cell (docs/protocol.md §4).
 
     Collapsed: validation accuracy within ``CHANCE_MARGIN`` of chance (1 / classes), or a
     spiking layer firing under ``MIN_FIRING``. ``collapsed`` is None when nothing was measured.
@@ -96,14 +96,7 @@ def _commit() -> str:
 
 def environment(device: torch.device) -> dict:
     """Versions, device and commit recorded with every result."""
-    import importlib.metadata as md
-
-    def version(dist: str) -> str:
-        try:
-            return md.version(dist)
-        except md.PackageNotFoundError:
-            return "unknown"
-
+    from .._versions import dist_version as version
     from ..hardware import cpu_info
 
     cpu = cpu_info()
