@@ -1,4 +1,4 @@
-"""Method presets (design 2.4) and the one place a cell's names become objects.
+"""Method presets (docs/design.md §2.4) and the one place a cell's names become objects.
 
 A method is a preset of three orthogonal plugin choices: neuron x weight kind x pruner.
 :func:`resolve` turns a :class:`~spikingjelly_lt.cell.Cell` into a :class:`Resolved`
@@ -205,9 +205,17 @@ def resolve(cell: Cell) -> Resolved:
     unknown = uses - set(knobs())
     if unknown:
         raise UsageError(f"method {method.name!r} declares unknown cell keys {sorted(unknown)}")
+    components = {"neuron": plugins.entry_info("neurons", cell.model.neuron if replaced else method.neuron),
+                  "pruner": plugins.entry_info("pruners", method.pruner),
+                  "architecture": plugins.entry_info("architectures", cell.model.arch),
+                  "dataset": plugins.entry_info("datasets", cell.data.dataset),
+                  "energy_model": plugins.entry_info("energy_models", cell.energy_model)}
+    # a third-party component's distribution and version (a --plugin file's sha256) join the identity:
+    # a new plugin release re-runs its cells; the package's own components add nothing (stored hashes hold)
+    foreign = {kind: f"{info['distribution']} {info['version']}" for kind, info in components.items()
+               if info.get("plugin") not in (*plugins.DEFAULT_PLUGINS, "reference")}
+    if foreign:
+        sources["plugins"] = foreign
     return Resolved(cell, method, neuron, spiking, arch, pruner, frozenset(uses),
-                    {"neuron": plugins.entry_info("neurons", method.neuron),
-                     "pruner": plugins.entry_info("pruners", method.pruner),
-                     "architecture": plugins.entry_info("architectures", cell.model.arch),
-                     "dataset": plugins.entry_info("datasets", cell.data.dataset)}, sources)
+                    {k: v for k, v in components.items() if k != "energy_model"}, sources)
 

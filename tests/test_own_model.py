@@ -199,3 +199,26 @@ def test_plugin_option_and_env_register_for_one_run(tmp_path, capsys, monkeypatc
     assert json.loads(done.stdout)["plugins"]["dataset"]["distribution"] == f"SJLT_PLUGINS {plug}"
     code, _, err = run_cli(["--plugin", str(tmp_path / "nope.py"), "plugins"], capsys, monkeypatch)
     assert code == 2 and "nope.py does not exist" in err
+
+
+def test_a_plugin_version_joins_the_cell_identity(tmp_path):
+    """A third-party component's version (a plugin file's sha256) is in the hash: an edited plugin re-runs."""
+    import os
+    import subprocess
+    import sys
+
+    plug = _write(tmp_path / "myplug.py", PLUGIN)
+
+    def show() -> dict:
+        done = subprocess.run([sys.executable, "-m", "spikingjelly_lt", "config", "show", "--set",
+                               "data.dataset=digits-by-plugin", "--json"], capture_output=True, text=True,
+                              env={**os.environ, "SJLT_PLUGINS": str(plug)}, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    first = show()
+    assert first["key"]["plugins"]["dataset"].startswith(f"SJLT_PLUGINS {plug} ")
+    plug.write_text(PLUGIN + "\n# a new release\n")
+    second = show()
+    assert second["hash"] != first["hash"]
+    assert set(second["key"]["plugins"]) == {"dataset"}  # the package's own components add nothing
