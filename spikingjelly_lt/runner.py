@@ -82,11 +82,13 @@ def cell_failure_reason(cell: Resolved, exc: BaseException) -> str:
 
 def _snn_energy(store: ResultStore, cell: Resolved) -> float | None:
     """The done dense SNN of this cell (``cell.baseline("snn")``), priced under its cost model."""
+    from .energy.savings import stored_energy_pj
+
     h = cell.baseline_hashes().get("snn")
     row = store.get(h) if h else None
     if not row or row["status"] != "done":
         return None
-    return (row["metrics"].get("energy_by_model") or {}).get(cell.cell.energy_model)
+    return stored_energy_pj(row["metrics"], cell.cell.energy_model)
 
 
 def _mark_interrupted(store: ResultStore, h: str) -> None:

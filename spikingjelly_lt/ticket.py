@@ -332,32 +332,12 @@ def _seed_digest(weights: list[torch.Tensor]) -> str:
 def model_from_checkpoint(
     path: str | os.PathLike, data_dir: str | None = None
 ) -> tuple[nn.Module, TicketSpec, dict]:
-    """Rebuild a trainer checkpoint's model: ``(model, spec, cell dict)``.
+    """A trainer checkpoint's model as a ticket sees it: ``(model, spec, cell dict)``
+    (:func:`~spikingjelly_lt.training.checkpoint.load_trained`, the one loader)."""
+    from .training.checkpoint import load_trained
 
-    The data set is opened only for its shape (classes, channels, input size).
-    """
-    from .data import load_dataset
-    from .training.checkpoint import load_checkpoint
-
-    ck = load_checkpoint(path)
-    if not isinstance(ck.get("cell"), dict) or not isinstance(ck.get("model"), dict):
-        raise UsageError(f"checkpoint {path} has no cell/model; not written by the trainer")
-    cell = Cell.from_dict(ck["cell"])
-    try:
-        bundle = load_dataset(cell.data.dataset, data_dir)
-    except UsageError as exc:
-        raise UsageError(
-            f"checkpoint {path} is a {cell.data.dataset} model and its data set is needed for its shape: {exc}") from None
-    spec = TicketSpec(cell, DataShape.of(bundle))
-    model = _build(spec)
-    try:
-        model.load_state_dict(ck["model"])
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1].strip()
-        raise UsageError(
-            f"checkpoint {path} does not match the {spec.arch}/{spec.method} model of its cell: {first}") from None
-    model.eval()
-    return model, spec, cell.to_dict()
+    resolved, bundle, model = load_trained(path, data_dir)
+    return model, TicketSpec(resolved.cell, DataShape.of(bundle)), resolved.cell.to_dict()
 
 
 # -- export ----------------------------------------------------------------------------

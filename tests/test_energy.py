@@ -1,4 +1,4 @@
-"""Energy counts against hand computations on tiny nets (design 2.6)."""
+"""Energy counts against hand computations on tiny nets (docs/energy.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from spikingjelly_lt.energy import (
     count_energy,
     energy_ratio,
     energy_under,
-    ratios,
+    saving,
 )
 from spikingjelly_lt.energy.sj_adapter import op_counter_counts
 from spikingjelly_lt.errors import UnknownNameError
@@ -348,10 +348,12 @@ def test_counter_context_matches_count_energy_and_ratios():
     assert rep.images == 5 and again.acs == pytest.approx(rep.acs) and again.macs == rep.macs
     ann = Root(nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU()), None)
     ann_rep = count_energy(ann, batches)
-    r = ratios(rep, ann=ann_rep, snn=again)
+    r = {"x_ann": energy_ratio(ann_rep, rep), "x_snn": energy_ratio(again, rep)}
     assert r["x_snn"] == pytest.approx(1.0)
     assert r["x_ann"] == pytest.approx(ann_rep.energy_pj / rep.energy_pj)
     assert energy_ratio(ann_rep, rep, "horowitz45-int") == pytest.approx(r["x_ann"])
+    assert r["x_ann"] == saving(ann_rep.energy_pj, rep.energy_pj)
+    assert saving(None, 1.0) is None and saving(2.0, 0.0) is None and saving(0.0, 1.0) is None
     d = rep.to_dict()
     assert d["model"] == "horowitz45" and d["layers"][0]["stored_bits"] == 4 * 2 * 9 * 32
     assert d["rules"] == "sjlt-energy/2" and d["options"] == {"pooled_fc": "ac", "binary_synapse": "fp32-add"}

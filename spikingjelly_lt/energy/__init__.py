@@ -2,10 +2,11 @@
 
 ``count_energy(model, batches, "horowitz45")`` runs one eval pass and returns an
 ``EnergyReport`` (per image); ``EnergyCounter`` does the same around the trainer's own
-eval loop; ``energy_under`` re-prices a report under another cost model; ``ratios``
-gives the savings versus an ANN and an SNN baseline. Counting rules: docs/energy.md
-and ``counter``; cost models: ``cost_models``; what is stored per layer: ``storage``;
-the op_counter cross-check: ``sj_adapter``.
+eval loop; ``energy_under`` re-prices a report under another cost model; ``saving``
+(``savings``) is the one rule for the savings versus the dense ANN and SNN, and
+``energy_ratio`` applies it to two reports under one cost model. Counting rules:
+docs/energy.md and ``counter``; cost models: ``cost_models``; what is stored per layer:
+``storage``; the op_counter cross-check: ``sj_adapter``.
 """
 
 from .cost_models import (
@@ -26,10 +27,10 @@ from .counter import (
     count_energy,
     energy_ratio,
     energy_under,
-    ratios,
     resolve_cost_model,
     weight_stats,
 )
+from .savings import saving, stored_energy_pj
 from .storage import FORMATS, LayerStorage, StorageFormat, layer_storage, model_storage
 
 __all__ = [
@@ -48,7 +49,8 @@ __all__ = [
     "count_energy",
     "energy_under",
     "energy_ratio",
-    "ratios",
+    "saving",
+    "stored_energy_pj",
     "resolve_cost_model",
     "weight_stats",
     "FORMATS",

@@ -14,7 +14,7 @@ density of the running weight, biases not counted:
 - ``static`` input (hinted by the model, e.g. ``Network``'s encoder, or the same real
   input at every step of a multi-step call): MACs = ``dense·d`` once per image.
 - ``pooled`` input (an average pool of spikes) into a linear/conv: option
-  ``pooled_fc``: ``"ac"`` (default; design 2.6, Kim et al.) ACs = ``T·r·dense·d`` with
+  ``pooled_fc``: ``"ac"`` (default; docs/energy.md §3, Kim et al.) ACs = ``T·r·dense·d`` with
   ``r`` the rate of the spikes entering the pool; ``"mac"`` MACs as ``graded``.
 - ``graded`` input (other real values in a spiking model): MACs = ``⟨NZ, G⟩`` (each
   nonzero input multiplies into every synapse it reaches).
@@ -46,6 +46,7 @@ from torch import nn
 from ..errors import UsageError
 from ..pruners.common import effective_weight, prunable_layers
 from .cost_models import CostModel
+from .savings import saving
 from .storage import layer_storage, weight_stats
 
 __all__ = [
@@ -58,7 +59,6 @@ __all__ = [
     "count_energy",
     "energy_under",
     "energy_ratio",
-    "ratios",
     "resolve_cost_model",
     "weight_stats",
     "is_neuron_node",
@@ -832,10 +832,9 @@ def energy_under(report: EnergyReport, cost_model: str | CostModel) -> EnergyRep
 
 def energy_ratio(
     baseline: EnergyReport, report: EnergyReport, cost_model: str | CostModel | None = None
-) -> float:
-    """How many times less energy ``report`` needs than ``baseline`` (``E_base / E``).
-
-    Both are priced under ``cost_model`` (default: ``report``'s model), so reports
+) -> float | None:
+    """How many times less energy ``report`` needs than ``baseline``: :func:`~.savings.saving`
+    of the two, both priced under ``cost_model`` (default: ``report``'s model), so reports
     priced under different models are never compared directly.
     """
     if cost_model is None and baseline.model == report.model:
@@ -843,18 +842,4 @@ def energy_ratio(
     else:
         cm = resolve_cost_model(cost_model if cost_model is not None else report.model)
         e_base, e = energy_under(baseline, cm).energy_pj, energy_under(report, cm).energy_pj
-    return e_base / e if e > 0 else float("inf")
-
-
-def ratios(
-    report: EnergyReport,
-    *,
-    ann: EnergyReport | None = None,
-    snn: EnergyReport | None = None,
-    cost_model: str | CostModel | None = None,
-) -> dict[str, float | None]:
-    """``{"x_ann": E_ann/E, "x_snn": E_snn/E}`` (savings; ``None`` where no baseline)."""
-    return {
-        "x_ann": energy_ratio(ann, report, cost_model) if ann is not None else None,
-        "x_snn": energy_ratio(snn, report, cost_model) if snn is not None else None,
-    }
+    return saving(e_base, e)

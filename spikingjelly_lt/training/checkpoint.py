@@ -1,16 +1,23 @@
-"""Atomic checkpoints (write to a temp file, then rename) loaded with ``weights_only=True``."""
+"""Atomic checkpoints (write to a temp file, then rename) loaded with ``weights_only=True``,
+and the one way back from a trainer checkpoint to its model (:func:`load_trained`)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
 from ..errors import UsageError
 from .._proc import pid_alive
 
-__all__ = ["save_checkpoint", "load_checkpoint", "remove_stale_temps", "FORMAT"]
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..methods import Resolved
+
+__all__ = ["save_checkpoint", "load_checkpoint", "remove_stale_temps", "load_trained", "Trained", "FORMAT"]
 
 FORMAT = "spikingjelly-lt-checkpoint"
 VERSION = 2  # 2: pruner state and every mask in the model state (parametrizations)
@@ -84,3 +91,48 @@ def load_checkpoint(path: str | Path) -> dict:
     if payload.get("version") != VERSION:
         raise UsageError(f"checkpoint {path} has version {payload.get('version')!r}; this build reads {VERSION}")
     return payload
+
+
+class Trained(NamedTuple):
+    """A trained cell rebuilt from its checkpoint (unpacks as ``resolved, bundle, model``)."""
+
+    resolved: Resolved
+    bundle: Any  # the cell's DataBundle, opened as the trainer opened it
+    model: nn.Module
+
+
+def load_trained(checkpoint: str | Path, data_dir: str | None = None) -> Trained:
+    """The one checkpoint -> model loader (``sjlt energy``, ticket export, deploy).
+
+    The checkpoint's cell is resolved and its data set opened as the trainer opened it (limits,
+    validation split, resize); the model is rebuilt from the cell (without disturbing the
+    caller's RNG), its weights and masks loaded, and put in eval mode. Anything that does not
+    fit is one :class:`UsageError`.
+    """
+    from ..build import DataShape, build_model
+    from ..cell import Cell
+    from ..data import load_dataset
+    from ..methods import resolve
+
+    ck = load_checkpoint(checkpoint)
+    fields = ck.get("cell") if isinstance(ck.get("cell"), dict) else ck.get("key")
+    if not isinstance(fields, dict) or not isinstance(ck.get("model"), dict):
+        raise UsageError(f"checkpoint {checkpoint} has no cell/model; not written by the trainer")
+    cell = Cell.from_dict(fields)
+    try:
+        bundle = load_dataset(cell.data.dataset, data_dir, limit_train=cell.data.limit_train,
+                              limit_test=cell.data.limit_test, val_fraction=cell.recipe.val_fraction,
+                              resize=cell.data.resize)
+    except UsageError as exc:
+        raise UsageError(f"checkpoint {checkpoint} is a {cell.data.dataset} model and its data set is needed "
+                         f"for its shape: {exc}") from None
+    resolved = resolve(cell)
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(resolved, DataShape.of(bundle))
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise UsageError(f"checkpoint {checkpoint} does not match the {cell.model.arch}/{cell.method} model of "
+                         f"its cell: {first}") from None
+    return Trained(resolved, bundle, model.eval())

@@ -1,4 +1,4 @@
-"""Train and measure one benchmark cell (design 2.2, 2.4, 2.7).
+"""Train and measure one benchmark cell (docs/design.md §2.2, §2.4, §2.7).
 
 Flow: data -> model (the resolved cell) -> train (the pruner's lifecycle: rounds,
 epochs, steps; the trainer knows no pruner by name) -> measure (top-1, achieved
@@ -26,10 +26,11 @@ from ..cell import Cell
 from ..data import load_dataset, make_loader
 from ..errors import UsageError
 from ..energy.counter import EnergyCounter, count_energy, energy_under
+from ..energy.savings import saving
 from ..methods import Resolved, resolve
 from ..pruners.base import ParamGroup, TrainContext
 from ..pruners.common import effective_weight, prunable_layers, sparsity_report
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, load_trained, save_checkpoint  # load_trained: re-exported
 from .distributed import (all_reduce_max, broadcast_buffers, broadcast_object, dist_info, init_distributed,
                           make_sampler, wrap_ddp)
 from .execpath import resolve_exec_path
@@ -237,7 +238,7 @@ def run_cell(
     progress: Progress | None = None,
     snn_energy_pj: float | None = None,
 ) -> dict:
-    """Train and measure one cell; returns its metrics dict (design 2.4).
+    """Train and measure one cell; returns its metrics dict (docs/design.md §2.4).
 
     ``checkpoint``: where to keep the epoch-end checkpoint; if it exists for the same
     cell, training continues from it. ``snn_energy_pj``: the dense SNN's energy for the
@@ -262,7 +263,7 @@ def run_cell(
     data_device = device if device.type == "cuda" else None
     train_loader = make_loader(bundle, "train", recipe.batch_size // ddp.world, seed=c.seed, drop_last=True,
                                sampler=make_sampler(len(bundle.train_y), c.seed), device=data_device)
-    # every in-run choice reads validation; the test split is loaded only after training (design 5)
+    # every in-run choice reads validation; the test split is loaded only after training (docs/protocol.md §1)
     val_loader = make_loader(bundle, "val", 256, device=data_device) if bundle.val_y is not None else None
     if len(train_loader) == 0:
         raise CellFailed(f"batch size {recipe.batch_size} exceeds the {bundle.train_x.shape[0]} training images")
@@ -396,8 +397,8 @@ def run_cell(
         "macs": report.macs,
         "acs": report.acs,
         "energy_ann_pj": ann_pj,
-        "energy_x_ann": ann_pj / pj if pj > 0 else None,
-        "energy_x_snn": snn_energy_pj / pj if snn_energy_pj and pj > 0 else None,
+        "energy_x_ann": saving(ann_pj, pj),
+        "energy_x_snn": saving(snn_energy_pj, pj),
         "energy_by_model": {name: energy_under(report, name).energy_pj for name in plugins.names("energy_models")},
         "energy_rules": report.rules,
         "energy_options": dict(report.options),
@@ -456,19 +457,6 @@ def _validation_summary(history: list[dict]) -> dict:
     best = max(range(len(rows)), key=lambda i: (rows[i]["val_acc"], -i))
     return {"val_top1": rows[-1]["val_acc"], "val_firing_rates": rows[-1].get("val_firing_rates"),
             "best_val_acc": rows[best]["val_acc"], "best_val_epoch": best + 1}
-
-
-def load_trained(checkpoint: str | Path, data_dir: str | None = None):
-    """(resolved cell, data bundle, model) rebuilt from a trainer checkpoint, weights and masks loaded."""
-    ck = load_checkpoint(checkpoint)
-    cell = Cell.from_dict(ck["cell"]) if "cell" in ck else Cell.from_dict(ck["key"])
-    r = resolve(cell)
-    bundle = load_dataset(cell.data.dataset, data_dir, limit_train=cell.data.limit_train,
-                          limit_test=cell.data.limit_test, val_fraction=cell.recipe.val_fraction,
-                          resize=cell.data.resize)
-    model = build_model(r, DataShape.of(bundle))
-    model.load_state_dict(ck["model"])
-    return r, bundle, model
 
 
 def _ann_reference_pj(r: Resolved, bundle, test_loader) -> float:
