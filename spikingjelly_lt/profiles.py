@@ -2,17 +2,21 @@
 
 Each profile records why its numbers are what they are; a result row stores the
 profile name and the full cell config, so the recipe travels with every number.
+:func:`request_cell` is the one way from a request (profile, TOML file, ``--set``,
+options) to its base cell: every command that builds a cell calls it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from .cell import Cell
 from .errors import UnknownNameError
 from .methods import DEFAULT_METHODS
 
-__all__ = ["Profile", "PROFILES", "get_profile", "SWEEP_SPARSITIES"]
+__all__ = ["Profile", "PROFILES", "get_profile", "request_cell", "SWEEP_SPARSITIES"]
 
 # cpu-vgg: sized from a measured run (docs/results/cpu-vgg/README.md, "Sizing")
 CPU_VGG_WIDTH = 0.125
@@ -22,6 +26,16 @@ CPU_VGG_WHY = (
     "1,000 test), 32x32, T=4, width 0.125, 30 epochs, IMP 2 rounds; seeds 0-4 for binw-slt and "
     "bnn-lt (the headline pair), 0-2 for snn, 0 for ann, bnn-act-lt, snn-imp, slt: about 4 h on "
     "2 idle cores (sized from a measured run)"
+)
+
+
+# width: the width study (docs/results/width/README.md, "Sizing")
+WIDTH_WIDTHS = (0.0625, 0.125, 0.25)
+WIDTH_EPOCHS = 12
+WIDTH_WHY = (
+    "the width study: VGG-16 on the real CIFAR-10 subset (16,200 train + 1,800 validation, 1,000 test), "
+    "32x32, T=4, sparsity 0.5, widths 0.0625, 0.125 and 0.25 (a grid axis), 12 epochs; snn, bnn-lt and "
+    "binw-slt at seeds 0-2 (paired by seed and width): about 4 h on 2 idle cores"
 )
 
 
@@ -117,6 +131,16 @@ PROFILES: dict[str, Profile] = {
                   "recipe.epochs": CPU_VGG_EPOCHS},
         ),
         Profile(
+            "width",
+            WIDTH_WHY,
+            dataset="cifar10",
+            methods=("snn", "bnn-lt", "binw-slt"),
+            sparsities=(0.5,),
+            seeds=(0, 1, 2),
+            widths=WIDTH_WIDTHS,
+            cell={**_SMOKE, "model.arch": "vgg16", "recipe.epochs": WIDTH_EPOCHS},
+        ),
+        Profile(
             "paper",
             "full width, CIFAR-10 32x32, T=4, the papers' schedules (a GPU job), IMP 3 rounds. "
             "BatchNorm after ResNet-19's FC 512->256 (model.fc_bn): without it fc1's LIF layer "
@@ -143,3 +167,31 @@ def get_profile(name: str) -> Profile:
     if name not in PROFILES:
         raise UnknownNameError("profile", name, PROFILES)
     return PROFILES[name]
+
+
+def request_cell(profile: str = "smoke", *, config: str | Path | None = None, sets: list[str] | None = None,
+                 options: dict[str, Any] | None = None) -> tuple[Cell, Profile]:
+    """The base cell of a request, and its profile: the profile's cell, then the TOML file
+    ``config``, then the ``--set KEY=VALUE`` texts ``sets``, then ``options`` (dotted key ->
+    value; None = not given). A data set of event frames gives ``model.timesteps`` unless
+    the request names it. Names are checked where they are resolved (:func:`~.methods.resolve`).
+    """
+    from . import plugins
+    from .cell import parse_assignment, read_config_file
+
+    prof = get_profile(profile)
+    cell = prof.base()
+    from_file = read_config_file(config) if config is not None else None
+    assigned = dict(parse_assignment(t) for t in sets) if sets else None
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    if from_file is not None:
+        cell = cell.with_values(from_file)
+    if assigned:
+        cell = cell.with_values(assigned, parse=True)
+    if given:
+        cell = cell.with_values(given)
+    frames_t = getattr(plugins.lookup("datasets", cell.data.dataset), "timesteps", None)
+    named = set(given) | set(from_file or ()) | set(assigned or ())
+    if frames_t and not named & {"model.timesteps", "timesteps"}:  # event frames: T comes from the data
+        cell = cell.with_values({"model.timesteps": frames_t})
+    return cell, prof

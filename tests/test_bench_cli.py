@@ -103,7 +103,7 @@ def test_bench_table_and_report(tmp_path, capsys, monkeypatch):
         (["--sparsity", "-0.1"], "sparsity=-0.1 is out of range; valid: float in [0, 1)"),
         (["--sparsity", "half"], "sparsity 'half' is not a valid float"),
         (["--epochs", "-1"], "recipe.epochs=-1 is out of range; valid: int in [0, 100000]"),
-        (["--profile", "huge"], "unknown profile 'huge'; valid: cpu, cpu-vgg, paper, smoke, ticket-time"),
+        (["--profile", "huge"], "unknown profile 'huge'; valid: cpu, cpu-vgg, paper, smoke, ticket-time, width"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "data dir '/nonexistent' does not exist"),
         (["--dataset", "cifar10"], "needs --data-dir"),
         (["--device", "tpu"], "unknown device 'tpu'"),

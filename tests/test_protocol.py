@@ -1,4 +1,4 @@
-"""Protocol and statistics (design 5): the validation split, t-intervals, paired claims,
+"""Protocol and statistics (docs/protocol.md): the validation split, t-intervals, paired claims,
 collapsed cells, profiles' seed plans, firing at initialization, and the figures."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def test_t_interval_of_three_known_numbers():
     assert (s.mean, s.std, s.n) == (2.0, 1.0, 3)
     assert s.ci95 == pytest.approx(2.484138, abs=1e-6)
     assert (s.lo, s.hi) == pytest.approx((2 - 2.484138, 2 + 2.484138), abs=1e-6)
-    assert t_quantile(0.975, 2) == pytest.approx(4.303, abs=5e-4)  # design 5's table
+    assert t_quantile(0.975, 2) == pytest.approx(4.303, abs=5e-4)  # docs/protocol.md §3
     assert t_quantile(0.975, 4) == pytest.approx(2.776, abs=5e-4)
     one = summarize([0.5])
     assert (one.mean, one.std, one.n, one.ci95) == (0.5, None, 1, None)
@@ -240,16 +240,17 @@ def test_every_profile_fires_at_initialization(profile, method):
 
     p = get_profile(profile)
     bundle, x = _batch(p.dataset)
-    r = resolve(p.base().replace(method=method, seed=0))
-    model = build_model(r, DataShape.of(bundle)).train()
-    monitor = FiringRateMonitor(model)
-    with monitor, torch.no_grad():
-        model(x)
-        reset_net(model)
-    rates = monitor.rates()
-    assert rates, "no spiking layer found"
-    silent = {n: round(v, 4) for n, v in rates.items() if v < MIN_FIRING}
-    assert not silent, f"{profile}/{method}: layers under 1 % firing at initialization: {silent}"
+    for width in p.widths or (p.base().model.width,):  # every width of a width grid
+        r = resolve(p.base().replace(method=method, seed=0, **{"model.width": width}))
+        model = build_model(r, DataShape.of(bundle)).train()
+        monitor = FiringRateMonitor(model)
+        with monitor, torch.no_grad():
+            model(x)
+            reset_net(model)
+        rates = monitor.rates()
+        assert rates, "no spiking layer found"
+        silent = {n: round(v, 4) for n, v in rates.items() if v < MIN_FIRING}
+        assert not silent, f"{profile}/{method} w{width:g}: layers under 1 % firing at initialization: {silent}"
 
 
 def test_a_description_from_before_the_split_reads_as_no_split():

@@ -222,3 +222,16 @@ def test_bad_search_options_are_refused_before_any_work(capsys, monkeypatch, tmp
                               "--set", "recipe.freeze_pruned=0.8"], capsys, monkeypatch)
     assert code == 2 and "freeze_pruned=0.8" in err and "Traceback" not in err
     assert not db.exists()
+
+
+def test_the_width_profile_lists_its_widths():
+    from spikingjelly_lt.cli.bench import _options_to_cells
+    from spikingjelly_lt.profiles import get_profile
+
+    prof = get_profile("width")
+    assert prof.to_dict()["widths"] == [0.0625, 0.125, 0.25]
+    cells, _ = _options_to_cells(methods=None, sparsity=None, seeds=None, width=None, profile="width", config=None,
+                                 sets=None, options={}, data_dir="/")
+    assert len(cells) == 3 * 3 * 3
+    assert {(c.cell.model.width, c.cell.model.arch, c.cell.recipe.epochs) for c in cells} == {
+        (w, "vgg16", prof.cell["recipe.epochs"]) for w in (0.0625, 0.125, 0.25)}
