@@ -25,47 +25,30 @@ ConfigOption = Annotated[Path | None, typer.Option(
 
 def resolve_request(*, profile: str = "smoke", config: Path | None = None, sets: list[str] | None = None,
                     options: dict | None = None, data_dir: str | None = None, check_data: bool = True):
-    """The base cell of a request and its profile: profile, then file, then ``--set``, then options.
+    """The base cell of a request and its profile (:func:`~spikingjelly_lt.profiles.request_cell`:
+    profile, then file, then ``--set``, then options), with ``--data-dir`` checked against its data set.
 
     ``options`` maps dotted keys to explicit option values (None = not given).
     """
-    from ..cell import parse_assignment, read_config_file
-    from ..profiles import get_profile
+    from ..profiles import request_cell
 
-    prof = get_profile(profile)
-    cell = prof.base()
-    if config is not None:
-        cell = cell.with_values(read_config_file(config))
-    if sets:
-        cell = cell.with_values(dict(parse_assignment(t) for t in sets), parse=True)
-    given = {k: v for k, v in (options or {}).items() if v is not None}
-    if given:
-        cell = cell.with_values(given)
-    plugins.lookup("architectures", cell.model.arch)
-    loader = plugins.lookup("datasets", cell.data.dataset)
-    plugins.lookup("energy_models", cell.energy_model)
-    frames_t = getattr(loader, "timesteps", None)
-    if frames_t and not _timesteps_given(config, sets, given):  # event frames: T comes from the data
-        cell = cell.with_values({"model.timesteps": frames_t})
-    takes = getattr(loader, "takes_data_dir", None)  # True: needs it, False: reads none, None: optional
-    if check_data and takes and not data_dir:
-        raise UsageError(f"dataset {cell.data.dataset!r} needs --data-dir (a folder holding the official python-format files)")
+    cell, prof = request_cell(profile, config=config, sets=sets, options=options)
+    check_data_dir(cell.data.dataset, data_dir, required=check_data)
+    return cell, prof
+
+
+def check_data_dir(dataset: str, data_dir: str | None, *, required: bool = True) -> None:
+    """``--data-dir`` as data set ``dataset`` wants it: given where it needs one (if ``required``),
+    absent where it reads none, and an existing folder."""
+    takes = getattr(plugins.lookup("datasets", dataset), "takes_data_dir", None)  # True: needs it, False: reads none
+    if required and takes and not data_dir:
+        raise UsageError(f"dataset {dataset!r} needs --data-dir (a folder holding the official python-format files)")
     if data_dir and takes is False:
-        raise UsageError(f"dataset {cell.data.dataset!r} reads no --data-dir (given {data_dir!r}); drop the option")
+        raise UsageError(f"dataset {dataset!r} reads no --data-dir (given {data_dir!r}); drop the option")
     if data_dir and not Path(data_dir).exists():
         raise UsageError(f"data dir {data_dir!r} does not exist")
     if data_dir and not Path(data_dir).is_dir():
         raise UsageError(f"data dir {data_dir!r} is a file, not a folder")
-    return cell, prof
-
-
-def _timesteps_given(config: Path | None, sets: list[str] | None, given: dict) -> bool:
-    """Whether the request names model.timesteps itself (--timesteps, --set or --config)."""
-    from ..cell import parse_assignment, read_config_file
-
-    keys = set(given) | (set(read_config_file(config)) if config is not None else set())
-    keys |= {parse_assignment(t)[0] for t in sets or ()}
-    return bool(keys & {"model.timesteps", "timesteps"})
 
 
 # the matrix's own axes (dotted cell key -> its option)

@@ -10,8 +10,9 @@ and membrane energy in separate columns.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -20,25 +21,48 @@ from ..errors import UsageError
 from .app import app, err_console, out_console, setup_logging
 from .common import dump_json
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..methods import Resolved
+
 log = logging.getLogger("spikingjelly_lt")
 
 
-def _baseline_cfg(cfg, method: str):
-    """The dense baseline (``method`` = "ann" or "snn") of the same setting as ``cfg``."""
-    return cfg.baseline(method)
+BATCH = 128  # test images per counted batch
+
+
+@dataclass
+class _Subject:
+    """What ``sjlt energy`` counts: a resolved cell, its data and its network."""
+
+    resolved: Resolved
+    bundle: Any
+    net: nn.Module
+    source: str  # the checkpoint, or that the network is untrained
+
+
+@dataclass
+class _Savings:
+    """The savings of the counted network, and which dense SNN they are against."""
+
+    x_ann: float | None
+    x_snn: float | None
+    snn_reference: str
 
 
 @app.command("energy")
 def energy_command(
     checkpoint: Annotated[Path | None, typer.Option(help="A trainer checkpoint (RESULTS.db.ckpt/HASH.pt); omit for an untrained model.")] = None,
     model_module: Annotated[str | None, typer.Option(help="Alias of --arch for your own model (MODULE:CALLABLE or FILE.py:CALLABLE); counted as built (method snn unless --method).")] = None,
-    arch: Annotated[str | None, typer.Option(help="Architecture (without a checkpoint): registered, FILE.py:CALLABLE or MODULE:CALLABLE (default resnet19).")] = None,
+    arch: Annotated[str | None, typer.Option(help="Architecture (without a checkpoint): registered, FILE.py:CALLABLE or MODULE:CALLABLE (default: the profile's).")] = None,
     method: Annotated[str | None, typer.Option(help="Method (without a checkpoint; default binw-slt, snn for --model-module).")] = None,
-    dataset: Annotated[str, typer.Option(help="Data set (without a checkpoint).")] = "digits",
+    dataset: Annotated[str | None, typer.Option(help="Data set (without a checkpoint; default: the profile's).")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Data folder for CIFAR.")] = None,
-    width: Annotated[float, typer.Option(help="Width multiplier (without a checkpoint).")] = 0.25,
-    timesteps: Annotated[int, typer.Option(help="T (without a checkpoint; for --model-module: steps per image).")] = 4,
-    sparsity: Annotated[float, typer.Option(help="Sparsity (without a checkpoint).")] = 0.5,
+    width: Annotated[float | None, typer.Option(help="Width multiplier (without a checkpoint; default: the profile's).")] = None,
+    timesteps: Annotated[int | None, typer.Option(help="T (without a checkpoint; for --model-module: steps per image; default: the profile's).")] = None,
+    sparsity: Annotated[float | None, typer.Option(help="Sparsity (without a checkpoint; default: the cell's, 0.5).")] = None,
+    profile: Annotated[str, typer.Option(help="Profile whose recipe builds the model without a checkpoint, as `sjlt bench` builds its cells (`sjlt profiles`).")] = "smoke",
     model: Annotated[str, typer.Option("--model", help="Energy cost model (see `sjlt plugins`).")] = "horowitz45",
     pooled_fc: Annotated[str, typer.Option(help="A layer fed by average-pooled spikes: ac (T x rate x dense ACs, default) | mac.")] = "ac",
     snn_checkpoint: Annotated[Path | None, typer.Option(help="A trained dense SNN checkpoint for the x SNN ratio.")] = None,
@@ -48,80 +72,109 @@ def energy_command(
     """Count per-layer MACs/ACs and neuron updates from measured firing rates and price them."""
     setup_logging()
     from .. import plugins
-    from ..data import load_dataset, make_loader
-    from ..energy.counter import POOLED_FC, count_energy, energy_ratio, energy_under
+    from ..data import make_loader
+    from ..energy.counter import POOLED_FC, count_energy, energy_under
 
     cost = plugins.lookup("energy_models", model)
     if pooled_fc not in POOLED_FC:
         raise UsageError(f"--pooled-fc must be one of {', '.join(POOLED_FC)}, not {pooled_fc!r}")
-    batch = 128
-    max_batches = max(1, -(-images // batch))
-    x_ann = x_snn = None
-    snn_source = None
-    config: dict | None = None
-    if model_module is not None:  # an alias of --arch, counting the model as built (dense SNN)
+    options = {"arch": arch, "method": method, "dataset": dataset, "width": width, "timesteps": timesteps,
+               "sparsity": sparsity}
+    if checkpoint is not None:
+        subject = _trained(checkpoint, data_dir, options)
+    else:
+        subject = _untrained(profile, data_dir, images, model_module=model_module, **options)
+    loader = make_loader(subject.bundle, "test", BATCH)
+    max_batches = max(1, -(-images // BATCH))
+    report = count_energy(subject.net, loader, cost, max_batches=max_batches, pooled_fc=pooled_fc)
+    savings = _savings(subject, report, loader, cost, checkpoint=checkpoint, snn_checkpoint=snn_checkpoint,
+                       data_dir=data_dir, max_batches=max_batches, pooled_fc=pooled_fc)
+    by_model = {name: energy_under(report, name) for name in plugins.names("energy_models")}
+    if as_json:
+        typer.echo(dump_json({
+            "config": subject.resolved.cell.to_dict(), "source": subject.source, "rules": report.rules,
+            "report": report.to_dict(), "energy_by_model": {n: _split(r) for n, r in by_model.items()},
+            "x_ann": savings.x_ann, "x_snn": savings.x_snn, "snn_reference": savings.snn_reference,
+        }))
+        return
+    _print_tables(subject, report, by_model, savings)
+
+
+def _trained(checkpoint: Path, data_dir: str | None, options: dict) -> _Subject:
+    """A trained cell from its checkpoint; options typed on the command line that it fixes are one warning."""
+    from ..training.checkpoint import load_trained
+    from .common import warn_checkpoint_overrides
+
+    resolved, bundle, net = load_trained(checkpoint, data_dir)
+    warn_checkpoint_overrides(resolved, str(checkpoint), options)
+    return _Subject(resolved, bundle, net, str(checkpoint))
+
+
+def _untrained(profile: str, data_dir: str | None, images: int, *, model_module: str | None, arch: str | None,
+               method: str | None, **options) -> _Subject:
+    """A fresh network of the profile's cell with the options on top (``--model-module``: an alias of
+    ``--arch``, counted as built: a dense SNN unless ``--method``)."""
+    from ..build import DataShape, build_model
+    from ..data import load_dataset
+    from ..methods import resolve
+    from ..profiles import request_cell
+
+    if model_module is not None:
         if arch is not None and arch != model_module:
             raise UsageError(f"--model-module {model_module!r} and --arch {arch!r} name two models; give one")
         if ":" not in model_module:
             raise UsageError(f"--model-module wants MODULE:CALLABLE or FILE.py:CALLABLE (e.g. my_pkg.my_net:build), "
                              f"not {model_module!r}")
         arch, method = model_module, method or "snn"
-    arch, method = arch or "resnet19", method or "binw-slt"
+    cell, _ = request_cell(profile, options={
+        "method": method or "binw-slt", "model.arch": arch, "data.dataset": options["dataset"],
+        "model.width": options["width"], "model.timesteps": options["timesteps"], "sparsity": options["sparsity"],
+        "data.limit_test": images})
+    resolved = resolve(cell)
+    bundle = load_dataset(cell.data.dataset, data_dir, limit_test=images)
+    net = build_model(resolved, DataShape.of(bundle))
+    err_console.print("[yellow]no checkpoint: firing rates of an untrained network[/yellow]")
+    return _Subject(resolved, bundle, net, "untrained (random init)")
+
+
+def _savings(subject: _Subject, report, loader, cost, *, checkpoint: Path | None, snn_checkpoint: Path | None,
+             data_dir: str | None, max_batches: int, pooled_fc: str) -> _Savings:
+    """x ANN against the dense ANN of the same setting; x SNN against its dense SNN: the trained one
+    (``--snn-checkpoint``, or the checkpoint's sibling in the same folder), an untrained one for an
+    untrained network, and none for a trained network without a trained SNN."""
     from ..build import DataShape, build_model
-    from ..training.trainer import load_trained
+    from ..energy.counter import count_energy, energy_ratio
 
-    if checkpoint is not None:
-        cfg, bundle, net = load_trained(checkpoint, data_dir)
-        source = str(checkpoint)
-        from .common import warn_checkpoint_overrides
-
-        warn_checkpoint_overrides(cfg, source, {"arch": arch, "method": method, "dataset": dataset,
-                                                "width": width, "timesteps": timesteps, "sparsity": sparsity})
-    else:
-        from ..cell import Cell
-        from ..methods import resolve
-
-        cell = Cell().replace(method=method, arch=arch, width=width, timesteps=timesteps, sparsity=sparsity,
-                              dataset=dataset, limit_test=images)
-        cfg = resolve(cell)
-        bundle = load_dataset(dataset, data_dir, limit_test=images)
-        net = build_model(cfg, DataShape.of(bundle))
-        source = "untrained (random init)"
-        err_console.print("[yellow]no checkpoint: firing rates of an untrained network[/yellow]")
-    loader = make_loader(bundle, "test", batch)
-    report = count_energy(net, loader, cost, max_batches=max_batches, pooled_fc=pooled_fc)
-    shape = DataShape.of(bundle)
-    ann = count_energy(build_model(_baseline_cfg(cfg, "ann"), shape), loader, cost, max_batches=1)
+    resolved, shape = subject.resolved, DataShape.of(subject.bundle)
+    ann = count_energy(build_model(resolved.baseline("ann"), shape), loader, cost, max_batches=1)
+    snn_hash = resolved.baseline("snn").hash
     if snn_checkpoint is None and checkpoint is not None:
-        sibling = checkpoint.parent / f"{_baseline_cfg(cfg, 'snn').hash}.pt"
+        sibling = checkpoint.parent / f"{snn_hash}.pt"
         snn_checkpoint = sibling if sibling.is_file() else None
     if snn_checkpoint is not None:
-        snn_cfg, _, snn_net = load_trained(snn_checkpoint, data_dir)
-        snn_source = str(snn_checkpoint)
+        from ..training.checkpoint import load_trained
         from .common import check_snn_reference
 
-        check_snn_reference(cfg, snn_cfg, snn_source)
+        snn_resolved, _, snn_net = load_trained(snn_checkpoint, data_dir)
+        snn_source = str(snn_checkpoint)
+        check_snn_reference(resolved, snn_resolved, snn_source)
     elif checkpoint is None:  # untrained against untrained: the same footing
-        snn_net = build_model(_baseline_cfg(cfg, "snn"), shape)
+        snn_net = build_model(resolved.baseline("snn"), shape)
         snn_source = "untrained dense SNN (pass --snn-checkpoint for a trained one)"
     else:  # a trained cell is never priced against an untrained baseline
         snn_net = None
-        snn_source = (f"none: no trained dense SNN of this cell ({_baseline_cfg(cfg, 'snn').hash}.pt) beside "
-                      f"{checkpoint}; pass --snn-checkpoint")
-    x_ann = energy_ratio(ann, report, cost)
+        snn_source = (f"none: no trained dense SNN of this cell ({snn_hash}.pt) beside {checkpoint}; "
+                      "pass --snn-checkpoint")
     x_snn = None if snn_net is None else energy_ratio(
         count_energy(snn_net, loader, cost, max_batches=max_batches, pooled_fc=pooled_fc), report, cost)
-    config = cfg.cell.to_dict()
-    title = f"{cfg.cell.model.arch} {cfg.cell.method}"
-    by_model = {name: energy_under(report, name) for name in plugins.names("energy_models")}
-    if as_json:
-        typer.echo(dump_json({
-            "config": config, "source": source, "rules": report.rules, "report": report.to_dict(),
-            "energy_by_model": {n: _split(r) for n, r in by_model.items()},
-            "x_ann": x_ann, "x_snn": x_snn, "snn_reference": snn_source,
-        }))
-        return
-    table = Table(title=f"{title} — energy under {report.model}, rules {report.rules} ({source})")
+    return _Savings(energy_ratio(ann, report, cost), x_snn, snn_source)
+
+
+def _print_tables(subject: _Subject, report, by_model: dict, savings: _Savings) -> None:
+    """The per-layer table, the neuron table, the totals under every cost model and the savings line."""
+    cell = subject.resolved.cell
+    table = Table(title=f"{cell.model.arch} {cell.method} — energy under {report.model}, rules {report.rules} "
+                        f"({subject.source})")
     for col, right in (("layer", False), ("rule", False), ("MACs", True), ("ACs", True), ("density", True),
                        ("in rate", True), ("storage", False), ("bits", True), ("pJ", True)):
         table.add_column(col, justify="right" if right else "left")
@@ -150,9 +203,10 @@ def energy_command(
         tt.add_row(name, r.options["binary_synapse"], f"{s['synaptic_pj']:.4g}", f"{s['weight_memory_pj']:.4g}",
                    f"{s['neuron_pj']:.4g}", f"{s['membrane_pj']:.4g}", f"{s['total_pj']:.4g}")
     out_console.print(tt)
-    if x_ann is not None:
-        vs_snn = "–" if x_snn is None else f"{x_snn:.3g}x"
-        out_console.print(f"saving vs dense ANN: {x_ann:.3g}x   vs dense SNN: {vs_snn}  (SNN reference: {snn_source})")
+    if savings.x_ann is not None:
+        vs_snn = "–" if savings.x_snn is None else f"{savings.x_snn:.3g}x"
+        out_console.print(f"saving vs dense ANN: {savings.x_ann:.3g}x   vs dense SNN: {vs_snn}  "
+                          f"(SNN reference: {savings.snn_reference})")
 
 
 def _split(r) -> dict[str, float]:
