@@ -1,4 +1,4 @@
-"""Binary trained weights (BNN 1/32) and the binary neuron layers (design 2.2, 2.3)."""
+"""Binary trained weights (BNN 1/32) and the binary neuron layers (docs/design.md §2.2, §2.3)."""
 
 import pytest
 import torch

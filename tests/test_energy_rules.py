@@ -149,7 +149,7 @@ def test_network_first_conv_static_and_pooled_fc(pooled_fc):
     dense = fc1.weight_numel  # 512/16 -> 256/16: every synapse
     r_pool = into_pool.outs[0].sum().item() / into_pool.outs[0].numel()
     assert fc1.firing_rate == pytest.approx(r_pool, rel=1e-12)
-    if pooled_fc == "ac":  # design 2.6 / Kim et al.: T x r x dense ACs
+    if pooled_fc == "ac":  # docs/energy.md §3 / Kim et al.: T x r x dense ACs
         assert (fc1.rule, fc1.op_kind) == ("pooled-ac", "AC")
         assert fc1.acs == pytest.approx(t * r_pool * dense, rel=1e-12)
     else:  # the pooled values as graded inputs: nonzero inputs x their fan-out, as MACs

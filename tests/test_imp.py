@@ -1,4 +1,4 @@
-"""IMP with rewinding (design 2.2, 2.7): global magnitude, rate per round, masks hold."""
+"""IMP with rewinding (docs/design.md §2.2, §2.7): global magnitude, rate per round, masks hold."""
 
 import pytest
 import torch

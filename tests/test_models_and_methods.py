@@ -1,4 +1,4 @@
-"""Architectures (design 2.5), method presets (2.4) and the model builder."""
+"""Architectures (docs/design.md §2.5), method presets (§2.4) and the model builder."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""The lifecycle pruners imp-et, eb and gmp (design 2.7): exact on tiny models.
+"""The lifecycle pruners imp-et, eb and gmp (docs/design.md §2.7): exact on tiny models.
 
 Pure rules first (the KL choice of T', the early-bird stop, the cubic schedule), then
 the hooks driven by hand with a fake context, then one end-to-end ``run_cell`` each

@@ -1,4 +1,4 @@
-"""Supermask layers (design 2.1): exact checks on tiny layers."""
+"""Supermask layers (docs/design.md §2.1): exact checks on tiny layers."""
 
 import math
 

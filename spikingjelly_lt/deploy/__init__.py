@@ -1,4 +1,4 @@
-"""Deploy a ticket: exact integer-arithmetic inference on the CPU and NIR export (design 6)."""
+"""Deploy a ticket: exact integer-arithmetic inference on the CPU and NIR export (docs/deploy.md)."""
 
 from .cpu import ENGINES, CpuInfo, choose_engine, cpu_info
 from .engine import FIRST_LAYER, STORAGE, CompiledNet, compile_model, reference_forward, weight_bytes

@@ -3,7 +3,7 @@
 conv3x3 64 stem + BN + neuron; BasicBlocks [3, 3, 2] at 128/256/512, strides 1/2/2
 (1x1 conv + BN shortcut where the shape changes); global average pool; FC 512→256,
 neuron, FC 256→classes. ``fc_bn`` adds a BatchNorm1d after FC 512→256: at small
-widths the spiking FC layer otherwise tends to fall silent (design 2.5).
+widths the spiking FC layer otherwise tends to fall silent (docs/design.md §2.5).
 """
 
 from __future__ import annotations

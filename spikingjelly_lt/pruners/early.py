@@ -1,4 +1,4 @@
-"""Early tickets: searches that spend less compute than full IMP (design 2.7).
+"""Early tickets: searches that spend less compute than full IMP (docs/design.md §2.7).
 
 * :class:`EarlyTimePruner` (``"imp-et"``): Kim et al., "Exploring Lottery Ticket
   Hypothesis in Spiking Neural Networks", ECCV 2022, Alg. 1 (Early-Time ticket). An

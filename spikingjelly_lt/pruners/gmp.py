@@ -1,4 +1,4 @@
-"""Gradual magnitude pruning (Zhu & Gupta, "To prune, or not to prune", 2017; design 2.7).
+"""Gradual magnitude pruning (Zhu & Gupta, "To prune, or not to prune", 2017; docs/design.md §2.7).
 
 One training run whose sparsity follows the cubic schedule
 
