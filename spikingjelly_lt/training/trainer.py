@@ -247,151 +247,228 @@ def run_cell(
     Under torchrun each rank trains on ``batch_size / world`` images of every global
     batch; only rank 0 reports progress and writes the checkpoint.
     """
-    r = cell if isinstance(cell, Resolved) else resolve(cell)
-    c, recipe, pruner = r.cell, r.cell.recipe, r.pruner
-    device = torch.device(device)
-    precision_for(recipe.precision, device).apply()  # checked before any work; TF32 off for fp32 on CUDA
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    ddp = init_distributed(device)
-    progress = (progress or _noop) if ddp.rank == 0 else _noop
-    if recipe.batch_size % ddp.world:
-        raise CellFailed(f"batch size {recipe.batch_size} is not divisible by the {ddp.world} processes")
-    bundle = load_dataset(c.data.dataset, data_dir, limit_train=c.data.limit_train, limit_test=c.data.limit_test,
-                          val_fraction=recipe.val_fraction, resize=c.data.resize)
-    # on a GPU the whole (uint8) data set moves there once; batches and augmentation are built there
-    data_device = device if device.type == "cuda" else None
-    train_loader = make_loader(bundle, "train", recipe.batch_size // ddp.world, seed=c.seed, drop_last=True,
-                               sampler=make_sampler(len(bundle.train_y), c.seed), device=data_device)
-    # every in-run choice reads validation; the test split is loaded only after training (docs/protocol.md §1)
-    val_loader = make_loader(bundle, "val", 256, device=data_device) if bundle.val_y is not None else None
-    if len(train_loader) == 0:
-        raise CellFailed(f"batch size {recipe.batch_size} exceeds the {bundle.train_x.shape[0]} training images")
-    steps = len(train_loader)
-    total_steps = recipe.epochs * steps
+    resolved = cell if isinstance(cell, Resolved) else resolve(cell)
+    run = _CellRun(resolved, data_dir=data_dir, device=torch.device(device), checkpoint=checkpoint,
+                   progress=progress)  # data -> model (resumed from the checkpoint if there is one)
+    run.progress("start", config=run.cell.to_dict(), rounds=run.rounds, epochs=run.recipe.epochs, steps=run.steps,
+                 done_epochs=run.state["round"] * run.recipe.epochs + run.state["epoch"])  # > 0: resumed
+    while run.state["round"] < run.rounds:  # train: round by round, the last one trains the ticket
+        run.train_round()
+        if run.state["round"] == run.rounds - 1:
+            break
+        run.next_round()
+    metrics = run.measure(snn_energy_pj)  # measure: test split, once
+    run.progress("done", top1=metrics["top1"])
+    run.save(finished=True)
+    return metrics
 
-    model = build_model(r, DataShape.of(bundle)).to(device)
-    step_shape = (recipe.batch_size // ddp.world, *bundle.train_x.shape[1:])
-    step_bytes, _, refusal = check_fits(model, step_shape, device, batch_size=recipe.batch_size,
-                                        timesteps=getattr(model, "timesteps", None))
-    if refusal:
-        raise CellFailed(refusal)
-    kernel_load_s = warm_native_kernels(model, device)  # built or loaded here, outside the timed epochs
-    key = r.key()
-    ck = None
-    if checkpoint and Path(checkpoint).exists():
+
+class _CellRun:
+    """One cell's training run: its data, model, optimizers and progress (``state``), the
+    steps :func:`run_cell` takes in order, and the epoch-end checkpoint."""
+
+    def __init__(self, resolved: Resolved, *, data_dir: str | None, device: torch.device,
+                 checkpoint: str | Path | None, progress: Progress | None) -> None:
+        self.resolved, self.cell, self.recipe, self.pruner = resolved, resolved.cell, resolved.cell.recipe, resolved.pruner
+        self.device = device
+        precision_for(self.recipe.precision, device).apply()  # checked before any work; TF32 off for fp32 on CUDA
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        self.ddp = init_distributed(device)
+        self.progress = (progress or _noop) if self.ddp.rank == 0 else _noop
+        if self.recipe.batch_size % self.ddp.world:
+            raise CellFailed(f"batch size {self.recipe.batch_size} is not divisible by the {self.ddp.world} processes")
+        self._setup_data(data_dir)
+        self._setup_model()
+        ck = self._read_checkpoint(checkpoint)
+        self._setup_path(ck)
+        self.rounds = self.pruner.rounds(self.recipe)
+        self.state = {"round": 0, "epoch": 0, "elapsed": 0.0, "images": 0, "history": [], "round_start_epoch": 0,
+                      "stopped": False, "search_seconds": None}
+        self.opts = Optimizers(self.pruner.param_groups(self.model, self.recipe), self.total_steps)
+        if ck is not None:
+            self._resume(ck)
+        self.train_model = wrap_ddp(self.model, device)
+        self.checkpoint = checkpoint if self.ddp.rank == 0 else None
+        self.ctx = TrainContext(
+            cell=self.cell, rounds=self.rounds, steps_per_epoch=self.steps, history=self.state["history"],
+            device=device, train_batches=_batches(make_loader(self.bundle, "train", 256, shuffle=False, augment=False,
+                                                              device=self.data_device), device),
+            val_batches=_batches(self.val_loader, device) if self.val_loader is not None else None)
+
+    def _setup_data(self, data_dir: str | None) -> None:
+        """The cell's data set and its train / validation loaders."""
+        c, recipe, ddp = self.cell, self.recipe, self.ddp
+        self.bundle = bundle = load_dataset(c.data.dataset, data_dir, limit_train=c.data.limit_train,
+                                            limit_test=c.data.limit_test, val_fraction=recipe.val_fraction,
+                                            resize=c.data.resize)
+        # on a GPU the whole (uint8) data set moves there once; batches and augmentation are built there
+        self.data_device = data_device = self.device if self.device.type == "cuda" else None
+        self.train_loader = make_loader(bundle, "train", recipe.batch_size // ddp.world, seed=c.seed, drop_last=True,
+                                        sampler=make_sampler(len(bundle.train_y), c.seed), device=data_device)
+        # every in-run choice reads validation; the test split is loaded only after training (docs/protocol.md §1)
+        self.val_loader = make_loader(bundle, "val", 256, device=data_device) if bundle.val_y is not None else None
+        if len(self.train_loader) == 0:
+            raise CellFailed(f"batch size {recipe.batch_size} exceeds the {bundle.train_x.shape[0]} training images")
+        self.steps = len(self.train_loader)
+        self.total_steps = recipe.epochs * self.steps
+
+    def _setup_model(self) -> None:
+        """The resolved cell's model on the device, checked to fit, its native kernels ready."""
+        self.model = build_model(self.resolved, DataShape.of(self.bundle)).to(self.device)
+        self.step_shape = (self.recipe.batch_size // self.ddp.world, *self.bundle.train_x.shape[1:])
+        self.step_bytes, _, refusal = check_fits(self.model, self.step_shape, self.device,
+                                                 batch_size=self.recipe.batch_size,
+                                                 timesteps=getattr(self.model, "timesteps", None))
+        if refusal:
+            raise CellFailed(refusal)
+        self.kernel_load_s = warm_native_kernels(self.model, self.device)  # outside the timed epochs
+        self.key = self.resolved.key()
+
+    def _read_checkpoint(self, checkpoint: str | Path | None) -> dict | None:
+        """This cell's checkpoint on this data, or None when there is none yet."""
+        if not (checkpoint and Path(checkpoint).exists()):
+            return None
         try:
             ck = load_checkpoint(checkpoint)
         except UsageError as exc:  # a truncated or foreign checkpoint fails this cell, not the matrix
             raise CellFailed(str(exc)) from None
-        if ck.get("key") != key:
+        if ck.get("key") != self.key:
             raise CellFailed(f"checkpoint {checkpoint} belongs to another cell; move it away")
-        if ck.get("data_fingerprint", bundle.fingerprint) != bundle.fingerprint:  # never resume on other data
+        fingerprint = self.bundle.fingerprint
+        if ck.get("data_fingerprint", fingerprint) != fingerprint:  # never resume on other data
             raise CellFailed(f"checkpoint {checkpoint} was trained on other data (fingerprint "
-                             f"{ck.get('data_fingerprint')}, now {bundle.fingerprint}); move it away to start over")
-    # the execution path (layout, LIF kernel, denormals): measured, cached, or the checkpoint's
-    path = resolve_exec_path(r, model, step_shape, device, resumed=(ck or {}).get("exec_path"))
-    path = broadcast_object(path)  # every rank on rank 0's path
-    path.apply(model)
-    prec = precision_for(recipe.precision, device, path.memory_format)  # the layout the path chose
-    model = prec.model(model)
-    scaler = prec.grad_scaler()
-    rounds = pruner.rounds(recipe)
-    state = {"round": 0, "epoch": 0, "elapsed": 0.0, "images": 0, "history": [], "round_start_epoch": 0,
-             "stopped": False, "search_seconds": None}
-    opts = Optimizers(pruner.param_groups(model, recipe), total_steps)
-    if ck is not None:
-        pruner.load_state_dict(ck["pruner"])
-        model.load_state_dict(ck["model"])
+                             f"{ck.get('data_fingerprint')}, now {fingerprint}); move it away to start over")
+        return ck
+
+    def _setup_path(self, ck: dict | None) -> None:
+        """The execution path (layout, LIF kernel, denormals): measured, cached, or the checkpoint's;
+        then the precision, on the layout the path chose."""
+        path = resolve_exec_path(self.resolved, self.model, self.step_shape, self.device,
+                                 resumed=(ck or {}).get("exec_path"))
+        self.path = path = broadcast_object(path)  # every rank on rank 0's path
+        path.apply(self.model)
+        self.prec = precision_for(self.recipe.precision, self.device, path.memory_format)
+        self.model = self.prec.model(self.model)
+        self.scaler = self.prec.grad_scaler()
+
+    def _resume(self, ck: dict) -> None:
+        """Continue from the checkpoint: pruner, model, optimizers and where training stood."""
+        self.pruner.load_state_dict(ck["pruner"])
+        self.model.load_state_dict(ck["model"])
         if "timesteps" in ck:
-            model.timesteps = ck["timesteps"]
-        opts = Optimizers(pruner.param_groups(model, recipe), total_steps)
-        opts.load_state_dict(ck["optimizers"])
-        state.update({k: ck.get(k, state[k]) for k in state})
-        log.info("resuming %s from round %d epoch %d", c.method, state["round"], state["epoch"])
-    spiking = r.spiking
-    train_model = wrap_ddp(model, device)
-    checkpoint = checkpoint if ddp.rank == 0 else None
-    ctx = TrainContext(cell=c, rounds=rounds, steps_per_epoch=steps, history=state["history"], device=device,
-                       train_batches=_batches(make_loader(bundle, "train", 256, shuffle=False, augment=False,
-                                                          device=data_device), device),
-                       val_batches=_batches(val_loader, device) if val_loader is not None else None)
+            self.model.timesteps = ck["timesteps"]
+        self.opts = Optimizers(self.pruner.param_groups(self.model, self.recipe), self.total_steps)
+        self.opts.load_state_dict(ck["optimizers"])
+        self.state.update({k: ck.get(k, self.state[k]) for k in self.state})
+        log.info("resuming %s from round %d epoch %d", self.cell.method, self.state["round"], self.state["epoch"])
 
-    def save(**extra) -> None:
-        if checkpoint:
-            save_checkpoint(checkpoint, {"key": key, "cell": c.to_dict(), "exec_path": path.to_dict(),
-                                         "model": model.state_dict(), "optimizers": opts.state_dict(),
-                                         "pruner": pruner.state_dict(), "timesteps": getattr(model, "timesteps", None),
-                                         "data_fingerprint": bundle.fingerprint,
-                                         **state, **extra})
+    def save(self, **extra) -> None:
+        """The epoch-end checkpoint (rank 0 only)."""
+        if self.checkpoint:
+            save_checkpoint(self.checkpoint, {
+                "key": self.key, "cell": self.cell.to_dict(), "exec_path": self.path.to_dict(),
+                "model": self.model.state_dict(), "optimizers": self.opts.state_dict(),
+                "pruner": self.pruner.state_dict(), "timesteps": getattr(self.model, "timesteps", None),
+                "data_fingerprint": self.bundle.fingerprint, **self.state, **extra})
 
-    progress("start", config=c.to_dict(), rounds=rounds, epochs=recipe.epochs, steps=steps,
-             done_epochs=state["round"] * recipe.epochs + state["epoch"])  # > 0: resumed from a checkpoint
-    while state["round"] < rounds:
-        ctx.round, ctx.epoch, ctx.step = state["round"], state["epoch"], state["epoch"] * steps
+    def train_round(self) -> None:
+        """The epochs left in this round (until the pruner stops it early), each validated and saved."""
+        state, ctx, model, recipe = self.state, self.ctx, self.model, self.recipe
+        ctx.round, ctx.epoch, ctx.step = state["round"], state["epoch"], state["epoch"] * self.steps
         if state["epoch"] == state["round_start_epoch"]:
-            pruner.on_train_start(model, ctx)
+            self.pruner.on_train_start(model, ctx)
         stop = state["stopped"]  # an early stop survives a resume
         while state["epoch"] < recipe.epochs and not stop:
             epoch = state["epoch"]
             model.train()
-            train_loader.set_epoch(state["round"] * recipe.epochs + epoch)
+            self.train_loader.set_epoch(state["round"] * recipe.epochs + epoch)
             t0 = time.perf_counter()
-            sums = train_epoch(train_model, model, train_loader, opts, prec, pruner, ctx, spiking=spiking,
-                               scaler=scaler, progress=progress, where=f"round {state['round']} epoch {epoch + 1}")
+            sums = train_epoch(self.train_model, model, self.train_loader, self.opts, self.prec, self.pruner, ctx,
+                               spiking=self.resolved.spiking, scaler=self.scaler, progress=self.progress,
+                               where=f"round {state['round']} epoch {epoch + 1}")
             dt = time.perf_counter() - t0
             seen = sums["seen"]
             state["elapsed"] += dt
-            state["images"] += seen * ddp.world
+            state["images"] += seen * self.ddp.world
             state["epoch"] = ctx.epoch = epoch + 1
             broadcast_buffers(model)  # BN running stats and masks: rank 0's on every rank
             row = {"round": state["round"], "epoch": epoch + 1, "loss": sums["loss_sum"] / seen,
-                   "train_acc": sums["correct"] / seen, "images_per_s": seen / dt, "lr": opts.lr(),
-                   **_validate(model, val_loader, device, prec)}
+                   "train_acc": sums["correct"] / seen, "images_per_s": seen / dt, "lr": self.opts.lr(),
+                   **_validate(model, self.val_loader, self.device, self.prec)}
             state["history"].append(row)
-            progress("epoch", **row)
-            stop = state["stopped"] = bool(pruner.on_epoch_end(model, ctx))
+            self.progress("epoch", **row)
+            stop = state["stopped"] = bool(self.pruner.on_epoch_end(model, ctx))
             broadcast_buffers(model)
-            save()
-        if state["round"] == rounds - 1:
-            break
-        plan = pruner.on_round_end(model, ctx)  # prune, rewind
-        broadcast_buffers(model)
-        start = min(max(int(plan.start_epoch), 0), recipe.epochs)
-        state.update(round=state["round"] + 1, epoch=start, round_start_epoch=start, stopped=False)
-        if state["round"] == rounds - 1:
-            state["search_seconds"] = state["elapsed"]  # the ticket is found; the last round trains it
-        opts = Optimizers(pruner.param_groups(model, recipe), total_steps, start_step=start * steps)
-        train_model = wrap_ddp(model, device)
-        progress("round", round=state["round"], rounds=rounds - 1, sparsity=sparsity_report(model)["sparsity"])
-        save()
+            self.save()
 
-    if val_loader is not None and not (state["history"] and "val_firing_rates" in state["history"][-1]):
-        state["history"].append({"round": state["round"], "epoch": state["epoch"], "final": True,
-                                 **_validate(model, val_loader, device, prec)})  # e.g. a run of 0 epochs
-    val = _validation_summary(state["history"])
-    test_loader = make_loader(bundle, "test", 256, device=data_device)
-    result = evaluate(model, test_loader, device, c.energy_model, prec)  # test: once, here
-    report = result.pop("energy")
-    storage = model_storage(model, r.method.weights)
-    ann_pj = _ann_reference_pj(r, bundle, test_loader)
+    def next_round(self) -> None:
+        """The pruner ends the round (prune, rewind); the next one starts with fresh optimizers."""
+        state, steps = self.state, self.steps
+        plan = self.pruner.on_round_end(self.model, self.ctx)
+        broadcast_buffers(self.model)
+        start = min(max(int(plan.start_epoch), 0), self.recipe.epochs)
+        state.update(round=state["round"] + 1, epoch=start, round_start_epoch=start, stopped=False)
+        if state["round"] == self.rounds - 1:
+            state["search_seconds"] = state["elapsed"]  # the ticket is found; the last round trains it
+        self.opts = Optimizers(self.pruner.param_groups(self.model, self.recipe), self.total_steps,
+                               start_step=start * steps)
+        self.train_model = wrap_ddp(self.model, self.device)
+        self.progress("round", round=state["round"], rounds=self.rounds - 1,
+                      sparsity=sparsity_report(self.model)["sparsity"])
+        self.save()
+
+    def measure(self, snn_energy_pj: float | None) -> dict:
+        """The metrics of the trained cell: top-1 on the test split (read here, once), validation,
+        collapse, energy, storage, speed; non-finite numbers become None."""
+        state, model, bundle, device, prec = self.state, self.model, self.bundle, self.device, self.prec
+        if self.val_loader is not None and not (state["history"] and "val_firing_rates" in state["history"][-1]):
+            state["history"].append({"round": state["round"], "epoch": state["epoch"], "final": True,
+                                     **_validate(model, self.val_loader, device, prec)})  # e.g. a run of 0 epochs
+        val = _validation_summary(state["history"])
+        test_loader = make_loader(bundle, "test", 256, device=self.data_device)
+        result = evaluate(model, test_loader, device, self.cell.energy_model, prec)  # test: once, here
+        report = result.pop("energy")
+        spiking = self.resolved.spiking
+        metrics = {
+            **result,
+            "sparsity": sparsity_report(model)["sparsity"],
+            "train_seconds": state["elapsed"],
+            "time_to_ticket_s": state["elapsed"],  # every round, the final training of the ticket included
+            "search_seconds": state["elapsed"] if state["search_seconds"] is None else state["search_seconds"],
+            "images_per_s": state["images"] / state["elapsed"] if state["elapsed"] > 0 else None,
+            "epochs_run": len(state["history"]),
+            "rounds": self.rounds,
+            "history": [{k: v for k, v in h.items() if k != "val_firing_rates"} for h in state["history"]],
+            **val,
+            "num_classes": bundle.num_classes,
+            "test_images": len(bundle.test_y),
+            **collapse(val.get("val_top1"), val.get("val_firing_rates") if spiking else None, bundle.num_classes),
+            "pruner": self.pruner.describe(),
+            **model_storage(model, self.resolved.method.weights),
+            **_energy_metrics(report, _ann_reference_pj(self.resolved, bundle, test_loader), snn_energy_pj),
+            "spiking": spiking,
+            "kernel_load_s": self.kernel_load_s,
+            "exec_path": self.path.to_dict(),
+            "tune_seconds": self.path.tune_seconds,
+            "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+            "step_memory_estimate_bytes": self.step_bytes,
+            "compute": prec.describe(),
+            "mask_digest": mask_digest(model),
+            "data_fingerprint": bundle.fingerprint,
+            "params": sum(p.numel() for p in model.parameters()),
+        }
+        for k, value in list(metrics.items()):
+            if isinstance(value, float) and not math.isfinite(value):
+                metrics[k] = None
+        return metrics
+
+
+def _energy_metrics(report, ann_pj: float, snn_energy_pj: float | None) -> dict:
+    """The energy entries of a cell's metrics: its report under its cost model and every other, per
+    layer, and the savings against the dense ANN (``ann_pj``) and SNN (``snn_energy_pj``)."""
     pj = report.energy_pj
-    metrics = {
-        **result,
-        "sparsity": sparsity_report(model)["sparsity"],
-        "train_seconds": state["elapsed"],
-        "time_to_ticket_s": state["elapsed"],  # every round, the final training of the ticket included
-        "search_seconds": state["elapsed"] if state["search_seconds"] is None else state["search_seconds"],
-        "images_per_s": state["images"] / state["elapsed"] if state["elapsed"] > 0 else None,
-        "epochs_run": len(state["history"]),
-        "rounds": rounds,
-        "history": [{k: v for k, v in h.items() if k != "val_firing_rates"} for h in state["history"]],
-        **val,
-        "num_classes": bundle.num_classes,
-        "test_images": len(bundle.test_y),
-        **collapse(val.get("val_top1"), val.get("val_firing_rates") if spiking else None, bundle.num_classes),
-        "pruner": pruner.describe(),
-        **storage,
+    return {
         "energy_model": report.model,
         "energy_pj": pj,
         "macs": report.macs,
@@ -410,23 +487,7 @@ def run_cell(
                                             "firing_rate", "energy_pj")}
             for layer in report.layers
         ],
-        "spiking": spiking,
-        "kernel_load_s": kernel_load_s,
-        "exec_path": path.to_dict(),
-        "tune_seconds": path.tune_seconds,
-        "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
-        "step_memory_estimate_bytes": step_bytes,
-        "compute": prec.describe(),
-        "mask_digest": mask_digest(model),
-        "data_fingerprint": bundle.fingerprint,
-        "params": sum(p.numel() for p in model.parameters()),
     }
-    for k, value in list(metrics.items()):
-        if isinstance(value, float) and not math.isfinite(value):
-            metrics[k] = None
-    progress("done", top1=metrics["top1"])
-    save(finished=True)
-    return metrics
 
 
 def warm_native_kernels(model: nn.Module, device: torch.device) -> float:
