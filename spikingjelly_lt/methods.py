@@ -15,7 +15,7 @@ from typing import Any
 from .cell import Cell, cell_hash, knobs
 from .errors import UnknownNameError, UsageError
 
-__all__ = ["Method", "METHODS", "DEFAULT_METHODS", "get_method", "resolve", "Resolved", "BASELINES",
+__all__ = ["Method", "METHODS", "DEFAULT_METHODS", "get_method", "method_rank", "resolve", "Resolved", "BASELINES",
            "component_uses"]
 
 
@@ -63,6 +63,13 @@ _DEFAULT_USES = {
     "neurons": ("model.tau", "model.v_threshold", "model.lif_impl", "model.sign_gradient"),
     "architectures": ("model.fc_bn",),
 }
+
+
+def method_rank(name: Any) -> tuple[int, str]:
+    """Sort key of a method name: the order of :data:`METHODS` (tables, plots, pairs), any other
+    name after them, alphabetically."""
+    m = str(name)
+    return (list(METHODS).index(m) if m in METHODS else len(METHODS), m)
 
 
 def get_method(name: str) -> Method:

@@ -18,20 +18,24 @@ from .cost_models import (
     HOROWITZ45_NEURO,
     CostModel,
 )
-from .counter import (
-    RULES,
-    EnergyCounter,
-    NeuronEnergy,
-    EnergyReport,
-    LayerEnergy,
-    count_energy,
-    energy_ratio,
-    energy_under,
-    resolve_cost_model,
-    weight_stats,
-)
 from .savings import saving, stored_energy_pj
-from .storage import FORMATS, LayerStorage, StorageFormat, layer_storage, model_storage
+
+# counting and storage need torch: their names load on first use, so that the cost models and the
+# savings (what the report reads) import without it
+_LAZY = {
+    **dict.fromkeys(("RULES", "EnergyCounter", "NeuronEnergy", "EnergyReport", "LayerEnergy", "count_energy",
+                     "energy_ratio", "energy_under", "resolve_cost_model", "weight_stats"), "counter"),
+    **dict.fromkeys(("FORMATS", "LayerStorage", "StorageFormat", "layer_storage", "model_storage"), "storage"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CostModel",

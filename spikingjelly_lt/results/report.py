@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spikingjelly_lt.cell import flatten
+from spikingjelly_lt.cell import canonical_json, flatten
+from spikingjelly_lt.energy.savings import saving, stored_energy_pj
+from spikingjelly_lt.methods import method_rank
 from spikingjelly_lt.results.stats import summarize
-from spikingjelly_lt.results.store import canonical_json
 
 __all__ = [
-    "METHOD_ORDER",
     "METRIC_KEYS",
     "PLOT_FILES",
     "REFERENCE_TOP1",
@@ -51,20 +51,6 @@ METRIC_KEYS = (
     "time_to_ticket_s",
     "train_seconds",
     "images_per_s",
-)
-METHOD_ORDER = (
-    "ann",
-    "ann-imp",
-    "ann-ep",
-    "bnn",
-    "bnn-lt",
-    "bnn-act",
-    "bnn-act-lt",
-    "snn",
-    "snn-imp",
-    "slt",
-    "binw-snn",
-    "binw-slt",
 )
 _GROUP_KEYS = ("arch", "dataset", "method", "sparsity")
 # The target sparsity (config) keeps the name ``sparsity`` in a matrix entry.
@@ -133,11 +119,6 @@ def _num(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _method_rank(method: Any) -> tuple[int, str]:
-    m = str(method)
-    return (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m)
-
-
 def _reference(arch: Any, dataset: Any, method: Any, sparsity: float | None) -> float | None:
     sp = sparsity or 0.0
     for (a, d, m, s), v in REFERENCE_TOP1.items():
@@ -172,10 +153,10 @@ def fill_snn_savings(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         m = r.get("metrics") or {}
         h = ((r.get("cell") or {}).get("baselines") or {}).get("snn")
         base = done.get(h) if h else None
-        if base and m.get("energy_x_snn") is None and m.get("energy_pj"):
-            ref = (base.get("energy_by_model") or {}).get(m.get("energy_model")) or base.get("energy_pj")
-            if ref:
-                r = {**r, "metrics": {**m, "energy_x_snn": ref / m["energy_pj"]}}
+        if base and m.get("energy_x_snn") is None:
+            x_snn = saving(stored_energy_pj(base, m.get("energy_model")), m.get("energy_pj"))
+            if x_snn is not None:
+                r = {**r, "metrics": {**m, "energy_x_snn": x_snn}}
         out.append(r)
     return out
 
@@ -190,96 +171,85 @@ def matrix_table(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     and ``m_n``; the achieved-sparsity metric is ``achieved_sparsity`` (``sparsity`` is
     the target). Metrics come from ``done`` runs only.
     """
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    configs: dict[str, dict[str, Any]] = {}
     rows = list(rows)
     collapsed_hashes = {r.get("config_hash") for r in rows
                         if r.get("status", "done") == "done" and (r.get("metrics") or {}).get("collapsed")}
+    groups, configs = _group_by_cell(rows)
+    varying = _varying_keys(configs)
+    table = [_matrix_entry(configs[key], members, varying, collapsed_hashes) for key, members in groups.items()]
+    table.sort(key=lambda e: (str(e["arch"]), str(e["dataset"]), method_rank(e["method"]),
+                              e["sparsity"] if e["sparsity"] is not None else -1.0, e["setting"]))
+    return table
+
+
+def _group_by_cell(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """The runs of each cell minus its seed (flat configs, the x SNN saving filled in), and that
+    config, both keyed by the config's canonical JSON."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    configs: dict[str, dict[str, Any]] = {}
     for row in flat_rows(fill_snn_savings(rows)):
         cfg = {k: v for k, v in (row.get("config") or {}).items() if k != "seed"}
         key = canonical_json(cfg)
         groups[key].append(row)
         configs[key] = cfg
+    return groups, configs
 
-    # Keys outside the group keys whose values differ between groups form the "setting".
-    # Only differences between groups of the same method count: methods legitimately
-    # differ in what they ignore (an ANN has no T), which is not a "setting".
+
+def _varying_keys(configs: dict[str, dict[str, Any]]) -> list[str]:
+    """Keys outside the group keys whose values differ between groups: an entry's "setting".
+
+    Only differences between groups of the same method count: methods legitimately
+    differ in what they ignore (an ANN has no T), which is not a "setting".
+    """
     extra = sorted({k for c in configs.values() for k in c} - set(_GROUP_KEYS))
     by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for c in configs.values():
         by_method[str(c.get("method"))].append(c)
-    varying = [
-        k
-        for k in extra
-        if any(len({canonical_json(c.get(k)) for c in cs}) > 1 for cs in by_method.values())
-    ]
+    return [k for k in extra if any(len({canonical_json(c.get(k)) for c in cs}) > 1 for cs in by_method.values())]
 
-    table = []
-    for key, members in groups.items():
-        cfg = configs[key]
-        done = [r for r in members if r.get("status", "done") == "done"]
-        counts = Counter(r.get("status", "done") for r in members)
-        entry: dict[str, Any] = {k: cfg.get(k) for k in _GROUP_KEYS}
-        entry.update({k: cfg.get(k) for k in ("timesteps", "epochs", "width")})
-        entry["sparsity"] = _num(cfg.get("sparsity"))
-        entry["setting"] = ", ".join(
-            f"{k}={_fmt_value(cfg[k])}" for k in varying if cfg.get(k) is not None
-        )
-        entry["config"] = cfg
-        entry["seeds"] = sorted(
-            (r.get("config") or {}).get("seed")
-            for r in done
-            if (r.get("config") or {}).get("seed") is not None
-        )
-        entry["n_runs"] = len(members)
-        entry["n_done"] = counts["done"]
-        entry["n_failed"] = counts["failed"]
-        entry["n_running"] = counts["running"]
-        if len(counts) == 1:
-            entry["status"] = next(iter(counts))
-        else:
-            entry["status"] = ", ".join(
-                f"{counts[s]} {s}" for s in ("done", "failed", "running") if counts[s]
-            )
-        collapsed = [r for r in done if (r.get("metrics") or {}).get("collapsed")]
-        entry["n_collapsed"] = len(collapsed)
-        entry["collapse_reason"] = (
-            "; ".join(sorted({str((r.get("metrics") or {}).get("collapse_reason")) for r in collapsed}))
-            if collapsed else None
-        )
-        for m in METRIC_KEYS:
-            # a collapsed cell is no data point for an energy saving (docs/protocol.md §4); nor is a
-            # saving against a collapsed dense SNN
-            use = [r for r in done if not (m in _SAVINGS and _saving_void(r, m, collapsed_hashes))]
-            values = [v for r in use if (v := _num((r.get("metrics") or {}).get(m))) is not None]
-            name = _ENTRY_NAME.get(m, m)
-            s = summarize(values)
-            entry[name] = s.mean
-            entry[f"{name}_std"] = s.std
-            entry[f"{name}_n"] = s.n
-            entry[f"{name}_ci95"] = s.ci95
-            entry[f"{name}_lo"] = s.lo
-            entry[f"{name}_hi"] = s.hi
-        entry["saving_note"] = _saving_note(done, collapsed_hashes) if entry["energy_x_snn"] is None or \
-            entry["energy_x_ann"] is None else None
-        entry["spiking"] = any((r.get("metrics") or {}).get("spiking") for r in done)
-        classes = {(r.get("metrics") or {}).get("num_classes") for r in done} - {None}
-        entry["num_classes"] = classes.pop() if len(classes) == 1 else None
-        entry["ref_top1"] = _reference(
-            entry["arch"], entry["dataset"], entry["method"], entry["sparsity"]
-        )
-        table.append(entry)
 
-    table.sort(
-        key=lambda e: (
-            str(e["arch"]),
-            str(e["dataset"]),
-            _method_rank(e["method"]),
-            e["sparsity"] if e["sparsity"] is not None else -1.0,
-            e["setting"],
-        )
+def _matrix_entry(cfg: dict[str, Any], members: list[dict[str, Any]], varying: list[str],
+                  collapsed_hashes: set) -> dict[str, Any]:
+    """One matrix entry: the cell, its runs' statuses, and each metric summarized over its done runs."""
+    done = [r for r in members if r.get("status", "done") == "done"]
+    entry: dict[str, Any] = {k: cfg.get(k) for k in _GROUP_KEYS}
+    entry.update({k: cfg.get(k) for k in ("timesteps", "epochs", "width")})
+    entry["sparsity"] = _num(cfg.get("sparsity"))
+    entry["setting"] = ", ".join(f"{k}={_fmt_value(cfg[k])}" for k in varying if cfg.get(k) is not None)
+    entry["config"] = cfg
+    entry["seeds"] = sorted((r.get("config") or {}).get("seed") for r in done
+                            if (r.get("config") or {}).get("seed") is not None)
+    entry.update(_run_counts(members))
+    collapsed = [r for r in done if (r.get("metrics") or {}).get("collapsed")]
+    entry["n_collapsed"] = len(collapsed)
+    entry["collapse_reason"] = (
+        "; ".join(sorted({str((r.get("metrics") or {}).get("collapse_reason")) for r in collapsed}))
+        if collapsed else None
     )
-    return table
+    for m in METRIC_KEYS:
+        # a collapsed cell is no data point for an energy saving (docs/protocol.md §4); nor is a
+        # saving against a collapsed dense SNN
+        use = [r for r in done if not (m in _SAVINGS and _saving_void(r, m, collapsed_hashes))]
+        s = summarize([v for r in use if (v := _num((r.get("metrics") or {}).get(m))) is not None])
+        name = _ENTRY_NAME.get(m, m)
+        entry.update({name: s.mean, f"{name}_std": s.std, f"{name}_n": s.n, f"{name}_ci95": s.ci95,
+                      f"{name}_lo": s.lo, f"{name}_hi": s.hi})
+    entry["saving_note"] = _saving_note(done, collapsed_hashes) if entry["energy_x_snn"] is None or \
+        entry["energy_x_ann"] is None else None
+    entry["spiking"] = any((r.get("metrics") or {}).get("spiking") for r in done)
+    classes = {(r.get("metrics") or {}).get("num_classes") for r in done} - {None}
+    entry["num_classes"] = classes.pop() if len(classes) == 1 else None
+    entry["ref_top1"] = _reference(entry["arch"], entry["dataset"], entry["method"], entry["sparsity"])
+    return entry
+
+
+def _run_counts(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """``n_runs``, ``n_done``, ``n_failed``, ``n_running`` and ``status`` (one word, or '2 done, 1 failed')."""
+    counts = Counter(r.get("status", "done") for r in members)
+    status = next(iter(counts)) if len(counts) == 1 else ", ".join(
+        f"{counts[s]} {s}" for s in ("done", "failed", "running") if counts[s])
+    return {"n_runs": len(members), "n_done": counts["done"], "n_failed": counts["failed"],
+            "n_running": counts["running"], "status": status}
 
 
 _SAVINGS = ("energy_x_ann", "energy_x_snn")
@@ -439,7 +409,7 @@ def _panel_figure(table: Sequence[dict[str, Any]]):
 
 def _colors(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One distinct colour per method present (in method order)."""
-    methods = sorted({str(e.get("method")) for e in table}, key=_method_rank)
+    methods = sorted({str(e.get("method")) for e in table}, key=method_rank)
     return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
 
 
@@ -492,7 +462,7 @@ def _plot_accuracy_vs_sparsity(table: Sequence[dict[str, Any]], path: Path) -> N
         if not by_method:
             _empty(ax, "no accuracy data")
             continue
-        for label in sorted(by_method, key=lambda lab: (_method_rank(lab.split(" ")[0]), lab)):
+        for label in sorted(by_method, key=lambda lab: (method_rank(lab.split(" ")[0]), lab)):
             pts = sorted(by_method[label])
             ax.errorbar(
                 [p[0] for p in pts],
@@ -671,7 +641,7 @@ def _plot_accuracy_vs_time(table: Sequence[dict[str, Any]], path: Path) -> None:
             _empty(ax, "no time-to-ticket data")
             continue
         seen: set[str] = set()
-        for e in sorted(pts, key=lambda e: _method_rank(e["method"])):
+        for e in sorted(pts, key=lambda e: method_rank(e["method"])):
             method = str(e["method"])
             ax.errorbar(
                 e["time_to_ticket_s"],
@@ -728,7 +698,7 @@ def curves(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, li
             if h.get("val_acc") is not None:
                 series.setdefault(i, []).append(h["val_acc"])
     return {k: {lab: [(ep, summarize(v)) for ep, v in sorted(eps.items())] for lab, eps in sorted(
-        ser.items(), key=lambda kv: (_method_rank(kv[0].split(" ")[0]), kv[0]))} for k, ser in per.items()}
+        ser.items(), key=lambda kv: (method_rank(kv[0].split(" ")[0]), kv[0]))} for k, ser in per.items()}
 
 
 def convergence(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -827,7 +797,7 @@ def _plot_time_vs_sparsity(table: Sequence[dict[str, Any]], path: Path) -> None:
         if not by:
             _empty(ax, "no sparse time-to-ticket data")
             continue
-        for label, es in sorted(by.items(), key=lambda kv: (_method_rank(kv[0].split(" ")[0]), kv[0])):
+        for label, es in sorted(by.items(), key=lambda kv: (method_rank(kv[0].split(" ")[0]), kv[0])):
             es.sort(key=lambda e: e["sparsity"])
             ax.errorbar([e["sparsity"] * 100 for e in es], [e["time_to_ticket_s"] for e in es],
                         yerr=[e.get("time_to_ticket_s_ci95") or 0 for e in es], marker=_marker(es[0]), capsize=3,
@@ -862,7 +832,7 @@ def _plot_accuracy_vs_width(rows: Sequence[dict[str, Any]], chance: float | None
 
     series = width_series(rows)
     fig, (ax,) = _figure(1)
-    for i, (name, points) in enumerate(sorted(series.items(), key=lambda kv: _method_rank(kv[0].split(" ")[0]))):
+    for i, (name, points) in enumerate(sorted(series.items(), key=lambda kv: method_rank(kv[0].split(" ")[0]))):
         color = PALETTE[i % len(PALETTE)]
         xs = [p["width"] for p in points]
         ax.plot(xs, [p["mean"] * 100 for p in points], marker="o", color=color, label=name)
@@ -1028,6 +998,25 @@ def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = matrix_table(rows)
+    width_grid = len({(r.get("config") or {}).get("width") for r in rows} - {None}) > 1
+    _write_plots(rows, table, out, width_grid)
+    parts = [
+        *_matrix_section(rows, table),
+        *_claims_sections(rows, table),
+        *(_width_section(rows) if width_grid else []),
+        *_collapsed_section(table),
+        *_curves_section(rows),
+        *_plots_section(rows, table),
+        *_unfinished_sections(rows),
+    ]
+    path = out / "report.md"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    log.info("wrote report %s (%d matrix rows, %d runs)", path, len(table), len(rows))
+    return path
+
+
+def _write_plots(rows: list[dict[str, Any]], table: list[dict[str, Any]], out: Path, width_grid: bool) -> None:
+    """The report's PNG plots (:data:`PLOT_FILES`; :data:`WIDTH_PLOT_FILES` too for a width grid)."""
     _plot_accuracy_vs_sparsity(table, out / PLOT_FILES["accuracy_vs_sparsity"])
     _plot_energy(table, out / PLOT_FILES["energy"])
     _plot_energy_layers(rows, out / PLOT_FILES["energy_layers"])
@@ -1035,23 +1024,17 @@ def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
     _plot_learning_curves(rows, table, out / PLOT_FILES["learning_curves"])
     _plot_accuracy_vs_energy(table, out / PLOT_FILES["accuracy_vs_energy"])
     _plot_time_vs_sparsity(table, out / PLOT_FILES["time_to_ticket_vs_sparsity"])
-    widths = {(r.get("config") or {}).get("width") for r in rows} - {None}
-    if len(widths) > 1:
+    if width_grid:
         _plot_accuracy_vs_width(rows, _chance(table), out / WIDTH_PLOT_FILES["accuracy_vs_width"])
         _plot_gap_vs_width(rows, out / WIDTH_PLOT_FILES["gap_vs_width"])
-    claims_h, claims_c = claims_markdown(rows)
-    paired_h, paired_c = paired_markdown(rows)
-    stats_h, stats_c = stats_markdown(table)
-    conv = convergence(rows)
-    rising = [f"{c['series']} ({c['arch']}/{c['dataset']}: +{c['rise_last_20pct'] * 100:.1f} points)"
-              for c in conv if not c["converged"]]
-    collapsed = [e for e in table if e.get("n_collapsed")]
 
+
+def _matrix_section(rows: list[dict[str, Any]], table: list[dict[str, Any]]) -> list[str]:
+    """The title, the runs' statuses, the environment and the matrix with what its numbers mean."""
     counts = Counter(r.get("status", "done") for r in rows)
     cols = matrix_columns(table, reference=True)
     headers, cells = format_matrix(table, reference=True)
-    energy_headers = energy_by_model_table(table, rows)
-    parts = [
+    return [
         "# spikingjelly-lt benchmark report",
         "",
         (
@@ -1078,6 +1061,15 @@ def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
             "2311.12060 Table 1 (ResNet-19, T=4) and Kim et al. ECCV'22 (IMP, T=5, 300 epochs)."
         ),
         "",
+    ]
+
+
+def _claims_sections(rows: list[dict[str, Any]], table: list[dict[str, Any]]) -> list[str]:
+    """The paper's claims with their paired verdicts, the per-entry statistics and every paired difference."""
+    claims_h, claims_c = claims_markdown(rows)
+    paired_h, paired_c = paired_markdown(rows)
+    stats_h, stats_c = stats_markdown(table)
+    return [
         "## Claims",
         "",
         ("Paired over the same seeds (same data order and initial draws): the difference A - B "
@@ -1098,19 +1090,38 @@ def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
         (_md_table(paired_h, paired_c, [False, False, False, True, True, True, True])
          if paired_c else "_No two methods share a seed._"),
         "",
-        *(["## Width", "",
-           ("Test top-1 against width, and the paired gap of each BinW-SLT variant to MPT-1/32 "
-            "(bnn-lt) at the same seed and width with its 95 % t-interval; the trend is an OLS line "
-            "of the per-seed differences on log2(width), its zero crossing with Fieller's 95 % "
-            "interval, reported only within 8x the largest width measured."), "",
-           *width_markdown(rows), "",
-           f"![Accuracy vs width]({WIDTH_PLOT_FILES['accuracy_vs_width']})", "",
-           f"![Gap vs width]({WIDTH_PLOT_FILES['gap_vs_width']})", ""] if len(widths) > 1 else []),
+    ]
+
+
+def _width_section(rows: list[dict[str, Any]]) -> list[str]:
+    """Accuracy and the paired gap against width (a width grid only)."""
+    return ["## Width", "",
+            ("Test top-1 against width, and the paired gap of each BinW-SLT variant to MPT-1/32 "
+             "(bnn-lt) at the same seed and width with its 95 % t-interval; the trend is an OLS line "
+             "of the per-seed differences on log2(width), its zero crossing with Fieller's 95 % "
+             "interval, reported only within 8x the largest width measured."), "",
+            *width_markdown(rows), "",
+            f"![Accuracy vs width]({WIDTH_PLOT_FILES['accuracy_vs_width']})", "",
+            f"![Gap vs width]({WIDTH_PLOT_FILES['gap_vs_width']})", ""]
+
+
+def _collapsed_section(table: list[dict[str, Any]]) -> list[str]:
+    collapsed = [e for e in table if e.get("n_collapsed")]
+    return [
         "## Collapsed cells",
         "",
         ("\n".join(f"- {e['method']} {_target(e)}: {e['n_collapsed']}/{e['n_done']} run(s); "
                    f"{e['collapse_reason']}" for e in collapsed) if collapsed else "None."),
         "",
+    ]
+
+
+def _curves_section(rows: list[dict[str, Any]]) -> list[str]:
+    """The learning curves, and which of them still rise."""
+    conv = convergence(rows)
+    rising = [f"{c['series']} ({c['arch']}/{c['dataset']}: +{c['rise_last_20pct'] * 100:.1f} points)"
+              for c in conv if not c["converged"]]
+    return [
         "## Curves",
         "",
         f"![Validation accuracy vs epoch]({PLOT_FILES['learning_curves']})",
@@ -1120,6 +1131,13 @@ def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
          ("Every curve has flattened (under 1 point over the last 20 % of epochs)." if conv else
           "No validation curves.")),
         "",
+    ]
+
+
+def _plots_section(rows: list[dict[str, Any]], table: list[dict[str, Any]]) -> list[str]:
+    """The plots, and the energy of every entry under every cost model."""
+    energy_headers = energy_by_model_table(table, rows)
+    return [
         "## Plots",
         "",
         f"![Accuracy vs energy, log energy, non-dominated front]({PLOT_FILES['accuracy_vs_energy']})",
@@ -1144,7 +1162,12 @@ def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
         f"![Accuracy vs time to ticket]({PLOT_FILES['accuracy_vs_time_to_ticket']})",
         "",
     ]
+
+
+def _unfinished_sections(rows: list[dict[str, Any]]) -> list[str]:
+    """The failed runs with their reasons, and the runs still running or interrupted (none: nothing)."""
     run_headers = ["hash", "arch", "dataset", "method", "sparsity", "seed"]
+    parts: list[str] = []
     failed = [r for r in rows if r.get("status") == "failed"]
     if failed:
         parts += ["## Failed runs", ""]
@@ -1170,7 +1193,4 @@ def build_report(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
             ),
             "",
         ]
-    path = out / "report.md"
-    path.write_text("\n".join(parts), encoding="utf-8")
-    log.info("wrote report %s (%d matrix rows, %d runs)", path, len(table), len(rows))
-    return path
+    return parts

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from ..cell import canonical_json
+from ..methods import method_rank
 
 __all__ = ["Summary", "summarize", "t_quantile", "paired", "verdict", "Claim", "CLAIMS", "paired_table",
            "claims_table", "CONFIDENCE"]
@@ -181,29 +183,23 @@ _SETTING_SKIP = {"method", "seed", "sparsity"}
 
 
 def _setting_key(c: dict) -> str:
-    from .store import canonical_json
-
     return canonical_json({k: v for k, v in c.items() if k not in _SETTING_SKIP})
 
 
 def _orient(rows: Sequence[dict], m1: str, m2: str) -> tuple[str, str]:
     """(A, B) of a generic pair: the sparse method as A (its partner is then at its sparsity),
-    else the later one in the report's method order (binw-slt last: 'binw-slt - X')."""
-    from .report import _method_rank
-
+    else the later one in the method order (binw-slt last: 'binw-slt - X')."""
     sparse = {_flat(r.get("config")).get("method"): _sparse(r) for r in rows}
     if sparse.get(m1) != sparse.get(m2):
         return (m1, m2) if sparse.get(m1) else (m2, m1)
-    return (m2, m1) if _method_rank(m1) < _method_rank(m2) else (m1, m2)
+    return (m2, m1) if method_rank(m1) < method_rank(m2) else (m1, m2)
 
 
 def paired_table(rows: Sequence[dict], metrics: Sequence[str] = ("top1", "energy_pj")) -> list[dict[str, Any]]:
     """Paired differences between every two methods of ``rows`` that share a seed."""
-    from .report import _method_rank
-
     rows = list(rows)
     methods = sorted({_flat(r.get("config")).get("method") for r in rows if r.get("status", "done") == "done"},
-                     key=_method_rank)
+                     key=method_rank)
     out = []
     for i, m1 in enumerate(methods):
         for m2 in methods[i + 1:]:
@@ -259,10 +255,3 @@ def format_difference(e: dict[str, Any]) -> str:
     if e.get("lo") is not None:
         text += f" [{format(e['lo'] * scale, fmt)}, {format(e['hi'] * scale, fmt)}]"
     return text
-
-
-def group_by(entries: Iterable[dict], *keys: str) -> dict[tuple, list[dict]]:
-    out: dict[tuple, list[dict]] = defaultdict(list)
-    for e in entries:
-        out[tuple(e.get(k) for k in keys)].append(e)
-    return out
