@@ -600,13 +600,47 @@ class EnergyCounter:
         if n_img <= 0:
             raise UsageError("no images were counted: run the model inside the EnergyCounter first "
                              "(a single-step net needs its state reset per image, or timesteps=)")
-        for st in self._states:  # report() inside the context: snapshot now
+        self._snapshot()
+        got = self._read_totals()
+        rows: list[LayerEnergy] = []
+        spikes_total = slots_total = 0
+        firing: dict[str, float] = {}
+        for st in self._states:
+            ops, nnz_sum, numel_sum = self._layer_ops(st, got)
+            rate = nnz_sum / numel_sum if numel_sum else None
+            if st.input_kind == "spike" and numel_sum:
+                firing[st.name] = rate
+                spikes_total += nnz_sum
+                slots_total += numel_sum
+            rows.append(self._layer_row(st, ops / n_img, rate))
+        report = _price(
+            cm,
+            rows,
+            self._neuron_rows(n_img),
+            images=int(round(n_img)),
+            timesteps=self._learned_timesteps(),
+            mean_firing_rate=spikes_total / slots_total if slots_total else None,
+            firing_rates=firing,
+            options={"pooled_fc": self.pooled_fc},
+        )
+        log.debug(
+            "energy[%s]: %d images, %.4g MACs + %.4g ACs per image = %.4g pJ",
+            cm.name, n_img, report.macs, report.acs, report.energy_pj,
+        )  # fmt: skip
+        return report
+
+    def _snapshot(self) -> None:
+        """Each layer's weight statistics and fan-out maps as they are now (report() inside the context)."""
+        for st in self._states:
             if st.weights is None:
                 st.weights = weight_stats(st.module)
             for key, acc in st.acc.items():
                 if acc.map is not None and key not in st.fanout:
                     st.fanout[key] = _fanout(st.module, acc.in_shape)
-        # one device sync for the whole report (float64 holds every count exactly)
+
+    def _read_totals(self) -> dict[tuple[str, object, str], float]:
+        """Every accumulated count, ``{(layer, input key, slot): total}``, read in one device sync
+        (float64 holds every count exactly)."""
         pending: list[tuple[str, object, str]] = []
         parts: list[list[torch.Tensor]] = []
         for st in self._states:
@@ -620,71 +654,71 @@ class EnergyCounter:
                     parts.append([torch.dot(acc.map.reshape(-1), fan.reshape(-1))])
                     pending.append((st.name, key, "nnz"))
                     parts.append([acc.map.sum()])
-        got = dict(zip(pending, _totals(parts)))
+        return dict(zip(pending, _totals(parts)))
 
-        rows: list[LayerEnergy] = []
-        spikes_total = slots_total = 0
-        firing: dict[str, float] = {}
-        for st in self._states:
-            numel, nonzero, binary = st.weights
-            density = nonzero / numel if numel else 0.0
-            kind = st.input_kind or "unused"
-            ops = 0.0  # ops before dividing by images
-            nnz_sum = numel_sum = 0
-            bad = 0.0
-            for key, acc in st.acc.items():
-                g = lambda slot: got.get((st.name, key, slot), 0.0)  # noqa: B023, E731
-                bad += abs(g("check")) if kind in ("spike", "static") else 0.0
-                if kind in ("spike", "graded") or (kind == "pooled" and self.pooled_fc == "mac"):
-                    ops += _rule_events(g("events"))
-                    if kind != "pooled":
-                        nnz_sum += round(g("nnz"))
-                        numel_sum += acc.numel
-                if kind == "pooled":
-                    nnz_sum += round(g("pool_nnz"))
-                    numel_sum += acc.pool_numel
-                    if self.pooled_fc == "ac":
-                        ops += _rule_pooled_ac(g("pool_nnz"), acc.pool_numel, acc.samples, acc.dense * density)
-                elif kind == "static":
-                    ops += _rule_static(acc.dense * density, acc.images)
-                elif kind in ("real", "sign"):
-                    ops += _rule_dense(acc.dense * density, acc.samples)
-            if bad:
-                log.warning(
-                    "energy: layer %s was classified %r on its first batch but later inputs "
-                    "were not; its counts follow the %r rule",
-                    st.name, kind, kind,
-                )  # fmt: skip
-            rate = nnz_sum / numel_sum if numel_sum else None
-            if kind == "spike" and numel_sum:
-                firing[st.name] = rate
-                spikes_total += nnz_sum
-                slots_total += numel_sum
-            is_ac = kind in _AC_KINDS or (kind == "pooled" and self.pooled_fc == "ac")
-            rule = f"{kind}-{'ac' if is_ac else 'mac'}" if kind != "unused" else "unused"
-            stor = layer_storage(st.module, st.weights)
-            rows.append(
-                LayerEnergy(
-                    name=st.name,
-                    kind=st.kind,
-                    input_shape=st.input_shape or (),
-                    input_kind=kind,
-                    op_kind="-" if kind == "unused" else ("AC" if is_ac else "MAC"),
-                    macs=0.0 if is_ac else ops / n_img,
-                    acs=ops / n_img if is_ac else 0.0,
-                    weight_density=density,
-                    firing_rate=rate,
-                    weight_bits=1 if binary else 32,
-                    mask_bits=1 if stor.format in ("bitmask-fp32", "sign-mask") else 0,
-                    weight_numel=numel,
-                    binary=binary,
-                    energy_pj=0.0,  # priced by _price
-                    rule=rule,
-                    storage=stor.format,
-                    stored_bits=stor.bits,
-                )
-            )
-        neurons = tuple(
+    def _layer_ops(self, st: _LayerState, got: dict) -> tuple[float, int, int]:
+        """A layer's ops under the rule of its input kind (before dividing by images), and the
+        nonzero and total input slots its firing rate is read from."""
+        numel, nonzero, _ = st.weights
+        density = nonzero / numel if numel else 0.0
+        kind = st.input_kind or "unused"
+        ops = 0.0
+        nnz_sum = numel_sum = 0
+        bad = 0.0
+        for key, acc in st.acc.items():
+            g = lambda slot: got.get((st.name, key, slot), 0.0)  # noqa: B023, E731
+            bad += abs(g("check")) if kind in ("spike", "static") else 0.0
+            if kind in ("spike", "graded") or (kind == "pooled" and self.pooled_fc == "mac"):
+                ops += _rule_events(g("events"))
+                if kind != "pooled":
+                    nnz_sum += round(g("nnz"))
+                    numel_sum += acc.numel
+            if kind == "pooled":
+                nnz_sum += round(g("pool_nnz"))
+                numel_sum += acc.pool_numel
+                if self.pooled_fc == "ac":
+                    ops += _rule_pooled_ac(g("pool_nnz"), acc.pool_numel, acc.samples, acc.dense * density)
+            elif kind == "static":
+                ops += _rule_static(acc.dense * density, acc.images)
+            elif kind in ("real", "sign"):
+                ops += _rule_dense(acc.dense * density, acc.samples)
+        if bad:
+            log.warning(
+                "energy: layer %s was classified %r on its first batch but later inputs "
+                "were not; its counts follow the %r rule",
+                st.name, kind, kind,
+            )  # fmt: skip
+        return ops, nnz_sum, numel_sum
+
+    def _layer_row(self, st: _LayerState, ops_per_image: float, rate: float | None) -> LayerEnergy:
+        """A layer's counts per image, its rule and its storage (energy: priced by :func:`_price`)."""
+        numel, nonzero, binary = st.weights
+        kind = st.input_kind or "unused"
+        is_ac = kind in _AC_KINDS or (kind == "pooled" and self.pooled_fc == "ac")
+        stor = layer_storage(st.module, st.weights)
+        return LayerEnergy(
+            name=st.name,
+            kind=st.kind,
+            input_shape=st.input_shape or (),
+            input_kind=kind,
+            op_kind="-" if kind == "unused" else ("AC" if is_ac else "MAC"),
+            macs=0.0 if is_ac else ops_per_image,
+            acs=ops_per_image if is_ac else 0.0,
+            weight_density=nonzero / numel if numel else 0.0,
+            firing_rate=rate,
+            weight_bits=1 if binary else 32,
+            mask_bits=1 if stor.format in ("bitmask-fp32", "sign-mask") else 0,
+            weight_numel=numel,
+            binary=binary,
+            energy_pj=0.0,  # priced by _price
+            rule=f"{kind}-{'ac' if is_ac else 'mac'}" if kind != "unused" else "unused",
+            storage=stor.format,
+            stored_bits=stor.bits,
+        )
+
+    def _neuron_rows(self, n_img: float) -> tuple[NeuronEnergy, ...]:
+        """Each neuron layer's updates and their ops per image."""
+        return tuple(
             NeuronEnergy(
                 name=n.name, kind=n.kind, step_mode=getattr(n.module, "step_mode", "s"),
                 updates=n.updates / n_img, adds=n.updates * n.adds / n_img, mults=n.updates * n.mults / n_img,
@@ -693,21 +727,6 @@ class EnergyCounter:
             )
             for n in self._nodes if n.updates
         )  # fmt: skip
-        report = _price(
-            cm,
-            rows,
-            neurons,
-            images=int(round(n_img)),
-            timesteps=self._learned_timesteps(),
-            mean_firing_rate=spikes_total / slots_total if slots_total else None,
-            firing_rates=firing,
-            options={"pooled_fc": self.pooled_fc},
-        )
-        log.debug(
-            "energy[%s]: %d images, %.4g MACs + %.4g ACs per image = %.4g pJ",
-            cm.name, n_img, report.macs, report.acs, report.energy_pj,
-        )  # fmt: skip
-        return report
 
     def _learned_timesteps(self) -> int | None:
         if self.timesteps:
