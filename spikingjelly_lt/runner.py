@@ -28,7 +28,7 @@ log = logging.getLogger("spikingjelly_lt")
 
 @dataclass
 class CellOutcome:
-    cell: Resolved
+    resolved: Resolved
     hash: str
     status: str  # done | failed | skipped
     metrics: dict | None = None
@@ -69,10 +69,10 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def cell_failure_reason(cell: Resolved, exc: BaseException) -> str:
-    """One line saying what went wrong in ``cell`` and what to try."""
+def cell_failure_reason(resolved: Resolved, exc: BaseException) -> str:
+    """One line saying what went wrong in ``resolved`` and what to try."""
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-    c = cell.cell
+    c = resolved.cell
     name = f"{c.method} seed {c.seed} sparsity {c.sparsity:g}"
     if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in first.lower():
         return (f"{name}: out of memory ({first}); try a smaller recipe.batch_size (now {c.recipe.batch_size}), "
@@ -80,15 +80,15 @@ def cell_failure_reason(cell: Resolved, exc: BaseException) -> str:
     return f"{name}: {type(exc).__name__}: {first}"
 
 
-def _snn_energy(store: ResultStore, cell: Resolved) -> float | None:
-    """The done dense SNN of this cell (``cell.baseline("snn")``), priced under its cost model."""
+def _snn_energy(store: ResultStore, resolved: Resolved) -> float | None:
+    """The done dense SNN of this cell (``resolved.baseline("snn")``), priced under its cost model."""
     from .energy.savings import stored_energy_pj
 
-    h = cell.baseline_hashes().get("snn")
+    h = resolved.baseline_hashes().get("snn")
     row = store.get(h) if h else None
     if not row or row["status"] != "done":
         return None
-    return stored_energy_pj(row["metrics"], cell.cell.energy_model)
+    return stored_energy_pj(row["metrics"], resolved.cell.energy_model)
 
 
 def _mark_interrupted(store: ResultStore, h: str) -> None:
@@ -110,15 +110,15 @@ def _mark_interrupted(store: ResultStore, h: str) -> None:
             signal.signal(signal.SIGINT, previous)
 
 
-def _decide(store: ResultStore | None, cell: Resolved, env: dict, rerun: bool, ckpt: Path) -> str:
+def _decide(store: ResultStore | None, resolved: Resolved, env: dict, rerun: bool, ckpt: Path) -> str:
     """Rank 0's decision for one cell: ``run`` (claimed for this process), ``done`` or ``claimed``
     (another live process runs it). On ``--rerun`` the old checkpoint goes before anyone resumes it."""
     if store is None:
         return "run"
-    if not rerun and store.is_done(cell.hash):
+    if not rerun and store.is_done(resolved.hash):
         return "done"
-    if store.claim(cell.key(), env, cell.describe(), force=rerun) is None:
-        return "done" if store.is_done(cell.hash) else "claimed"
+    if store.claim(resolved.key(), env, resolved.describe(), force=rerun) is None:
+        return "done" if store.is_done(resolved.hash) else "claimed"
     if rerun and ckpt.exists():
         ckpt.unlink()
     return "run"
@@ -158,54 +158,52 @@ def run_matrix(
         if n := remove_stale_temps(checkpoint_dir):
             log.info("removed %d temp file(s) of checkpoint saves killed mid-write in %s", n, checkpoint_dir)
     try:
-        for index, cell in enumerate(cells):
-            config = cell.cell.to_dict()
-            h = cell.hash
+        for index, resolved in enumerate(cells):
+            h = resolved.hash
             ckpt = checkpoint_dir / f"{h}.pt"
-            recipe = cell.cell.recipe
-            cell_env = {**env, "compute": precision_for(recipe.precision, device).describe()}
-            decision = broadcast_object(_decide(store, cell, cell_env, rerun, ckpt))
+            cell_env = {**env, "compute": precision_for(resolved.cell.recipe.precision, device).describe()}
+            decision = broadcast_object(_decide(store, resolved, cell_env, rerun, ckpt))
             if decision != "run":
                 row = store.get(h) if store is not None else None
-                outcomes.append(CellOutcome(cell, h, "skipped", row["metrics"] if row else None,
+                outcomes.append(CellOutcome(resolved, h, "skipped", row["metrics"] if row else None,
                                             reason=None if decision == "done" else "running in another process"))
                 if progress:
-                    progress("skip", index=index, total=len(cells), config=config, why=decision)
+                    progress("skip", index=index, total=len(cells), cell=resolved.cell.to_dict(), why=decision)
                 continue
-            outcomes.append(_run_one(cell, store, index, len(cells), data_dir=data_dir, device=device, ckpt=ckpt,
+            outcomes.append(_run_one(resolved, store, index, len(cells), data_dir=data_dir, device=device, ckpt=ckpt,
                                      progress=progress))
     finally:
         shutdown_distributed()
     return outcomes
 
 
-def _run_one(cell: Resolved, store: ResultStore | None, index: int, total: int, *, data_dir, device, ckpt: Path,
+def _run_one(resolved: Resolved, store: ResultStore | None, index: int, total: int, *, data_dir, device, ckpt: Path,
              progress) -> CellOutcome:
     """Train and record one claimed cell: ``done``, or ``failed`` with a one-line reason."""
     from .errors import UsageError
 
-    h, config = cell.hash, cell.cell.to_dict()
+    h = resolved.hash
     keep = store.keep_alive(h) if store is not None else contextlib.nullcontext()
     try:
         with keep:
             metrics = run_cell(
-                cell,
+                resolved,
                 data_dir=data_dir,
                 device=device,
                 checkpoint=ckpt,
-                snn_energy_pj=_snn_energy(store, cell) if store is not None else None,
+                snn_energy_pj=_snn_energy(store, resolved) if store is not None else None,
                 progress=(lambda event, **info: progress(event, index=index, total=total, **info)) if progress else None,
             )
     except (CellFailed, RuntimeError) as exc:  # RuntimeError: a torch error (CUDA OOM included)
-        reason = str(exc) if isinstance(exc, CellFailed) else cell_failure_reason(cell, exc)
-        log.error("cell %s (%s) failed: %s", cell.method.name, h, reason)
+        reason = str(exc) if isinstance(exc, CellFailed) else cell_failure_reason(resolved, exc)
+        log.error("cell %s (%s) failed: %s", resolved.method.name, h, reason)
         if not isinstance(exc, CellFailed):
             log.debug("cell %s failure", h, exc_info=exc)
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the next cell starts without the failed one's cached blocks
         if store is not None:
             store.fail(h, reason)
-        return CellOutcome(cell, h, "failed", reason=reason)
+        return CellOutcome(resolved, h, "failed", reason=reason)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
         if store is not None:
             _mark_interrupted(store, h)
@@ -214,9 +212,9 @@ def _run_one(cell: Resolved, store: ResultStore | None, index: int, total: int, 
         try:
             store.finish(h, metrics)
         except UsageError as exc:  # disk full, read-only file: the trained cell is in its checkpoint
-            raise UsageError(f"{exc}; cell {h} ({cell.method.name}) finished training but could not be recorded: "
+            raise UsageError(f"{exc}; cell {h} ({resolved.method.name}) finished training but could not be recorded: "
                              f"its checkpoint {ckpt} is kept, and rerunning the same command records it "
                              "without training again") from None
     if progress:
-        progress("measured", index=index, total=total, config=config, metrics=metrics)
-    return CellOutcome(cell, h, "done", metrics)
+        progress("measured", index=index, total=total, cell=resolved.cell.to_dict(), metrics=metrics)
+    return CellOutcome(resolved, h, "done", metrics)

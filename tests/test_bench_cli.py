@@ -210,10 +210,10 @@ def test_non_finite_loss_fails_the_cell_with_its_reason_and_the_matrix_goes_on(t
 
     def progress(event, index=0, total=0, **info):
         if event == "start":
-            poisoned.on = info["config"]["method"] == "bnn"
+            poisoned.on = info["cell"]["method"] == "bnn"
 
     outcomes = run_matrix(cells, store, device=torch.device("cpu"), checkpoint_dir=tmp_path / "ck", progress=progress)
-    status = {o.cell.method.name: o for o in outcomes}
+    status = {o.resolved.method.name: o for o in outcomes}
     assert status["ann"].status == "done"
     assert status["bnn"].status == "failed" and "non-finite loss" in status["bnn"].reason
     row = store.get(status["bnn"].hash)

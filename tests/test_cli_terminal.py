@@ -106,7 +106,7 @@ def test_tensorboard_log_writes_train_and_test_scalars(tmp_path, monkeypatch):
 
     tb = TensorBoardLog.__new__(TensorBoardLog)
     tb.dir, tb._writer_cls, tb.writer, tb.epochs = tmp_path, FakeWriter, None, 1
-    tb("start", config={"method": "snn-imp", "sparsity": 0.5, "seed": 0}, epochs=2, rounds=2, steps=3)
+    tb("start", cell={"method": "snn-imp", "sparsity": 0.5, "seed": 0}, epochs=2, rounds=2, steps=3)
     tb("epoch", round=1, epoch=2, loss=0.5, train_acc=0.9, lr=[0.01, 0.1], images_per_s=100.0)
     tb("measured", metrics={"top1": 0.8, "mean_firing_rate": 0.2, "sparsity": 0.5, "energy_pj": 1e6})
     assert ("snn-imp_s0.5_seed0", "train/loss", 0.5, 4) in written

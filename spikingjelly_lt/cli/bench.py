@@ -12,7 +12,7 @@ from .. import plugins
 from ..errors import UsageError
 from ..methods import METHODS
 from .app import app, err_console, setup_logging
-from .common import dump_json, matrix_progress, parse_list, print_matrix
+from .common import check_output_dir, dump_json, matrix_progress, parse_list, print_matrix
 
 DEFAULT_RESULTS = "sjlt-results.db"
 
@@ -136,13 +136,15 @@ def bench_command(
 def run_bench(*, arch, dataset, data_dir, methods, sparsity, epochs, timesteps, width, seeds, batch_size, profile,
               device, results, limit_train, energy_model, rerun, shard, report, as_json, threads, sets, config,
               log_dir, option_names: dict | None = None) -> None:
-    """What `sjlt bench` (and `sjlt train`, with its own ``option_names``) runs."""
+    """What `sjlt bench` (and `sjlt train`, with its own ``option_names``) runs: the request's cells,
+    checked before any work, run against the results file, then the table (or JSON) and the report."""
     setup_logging()
     import torch
 
     from ..matrix import parse_shard, shard as shard_cells
     from ..results.store import ResultStore
     from ..runner import resolve_device, run_matrix
+    from ..training.distributed import is_main
 
     if threads:
         torch.set_num_threads(threads)
@@ -156,21 +158,7 @@ def run_bench(*, arch, dataset, data_dir, methods, sparsity, epochs, timesteps, 
             "energy_model": energy_model})
     if shard_of:
         cells = shard_cells(cells, *shard_of)
-    from ..hardware import keep_freed_memory
-    from ..training.precision import precision_for
-
-    for c in {getattr(c, "cell", c).recipe for c in cells}:  # bf16 on a CPU without it: exit 2 before any work
-        precision_for(c.precision, dev, c.memory_format)
-    keep_freed_memory()  # large tensors reuse the heap instead of faulting in fresh pages every step
-    from .common import TensorBoardLog, check_output_dir, check_output_file
-
-    tensorboard = TensorBoardLog(log_dir) if log_dir else None  # a missing extra is said before any work
-    if not results.exists():
-        check_output_file(results, "results file")
-    if report:
-        check_output_dir(report, "report folder")
-    from ..training.distributed import is_main
-
+    tensorboard = _check_before_work(cells, dev, results=results, report=report, log_dir=log_dir)
     store = ResultStore(results) if is_main() else None  # under torchrun rank 0 alone opens the file
     check_output_dir(Path(f"{results}.ckpt"), "checkpoint folder")
     err_console.print(f"[bold]{len(cells)} cells[/bold] ({prof.name} profile) on {dev} -> {results}")
@@ -179,6 +167,33 @@ def run_bench(*, arch, dataset, data_dir, methods, sparsity, epochs, timesteps, 
                               rerun=rerun, progress=progress, env_extra={"profile": prof.name})
     if store is None:
         return
+    _print_outcomes(outcomes, store, cells, prof.name, report=report, as_json=as_json)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        err_console.print(f"[red]{len(failed)} cell(s) failed[/red]; see the status column")
+        sys.exit(1)
+
+
+def _check_before_work(cells, dev, *, results: Path, report: Path | None, log_dir: Path | None):
+    """Exit 2 before any work on what cannot run or be written (precision on this device, the
+    TensorBoard extra, the results file, the report folder); returns the TensorBoard log or None."""
+    from ..hardware import keep_freed_memory
+    from ..training.precision import precision_for
+    from .common import TensorBoardLog, check_output_file
+
+    for recipe in {resolved.cell.recipe for resolved in cells}:  # bf16 on a CPU without it
+        precision_for(recipe.precision, dev, recipe.memory_format)
+    keep_freed_memory()  # large tensors reuse the heap instead of faulting in fresh pages every step
+    tensorboard = TensorBoardLog(log_dir) if log_dir else None  # a missing extra is said before any work
+    if not results.exists():
+        check_output_file(results, "results file")
+    if report:
+        check_output_dir(report, "report folder")
+    return tensorboard
+
+
+def _print_outcomes(outcomes, store, cells, profile: str, *, report: Path | None, as_json: bool) -> None:
+    """The report of the whole results file (``--report``), then this run's cells: JSON, or the matrix table."""
     hashes = {o.hash for o in outcomes}
     stored = store.rows()
     rows = [r for r in stored if r["config_hash"] in hashes]
@@ -193,19 +208,15 @@ def run_bench(*, arch, dataset, data_dir, methods, sparsity, epochs, timesteps, 
         from ..results.stats import claims_table, paired_table
 
         typer.echo(dump_json({
-            "cells": [{"config_hash": o.hash, "status": o.status, "config": o.cell.cell.to_dict(),
-                       "cell": o.cell.describe(), "metrics": o.metrics, "reason": o.reason} for o in outcomes],
+            "cells": [{"config_hash": o.hash, "status": o.status, "config": o.resolved.cell.to_dict(),
+                       "cell": o.resolved.describe(), "metrics": o.metrics, "reason": o.reason} for o in outcomes],
             "summary": [{k: v for k, v in e.items() if k != "config"} for e in matrix_table(rows)],
             "paired": paired_table(rows),
             "claims": [c for c in claims_table(rows) if c["verdict"] != "not run"],
         }))
     else:
         first = cells[0].cell if cells else None
-        print_matrix(rows, title=f"{first.model.arch if first else '?'} on {first.data.dataset if first else '?'} ({prof.name})")
-    failed = [o for o in outcomes if o.status == "failed"]
-    if failed:
-        err_console.print(f"[red]{len(failed)} cell(s) failed[/red]; see the status column")
-        sys.exit(1)
+        print_matrix(rows, title=f"{first.model.arch if first else '?'} on {first.data.dataset if first else '?'} ({profile})")
 
 
 @app.command("train")

@@ -280,7 +280,7 @@ class TensorBoardLog:
 
     def __call__(self, event: str, **info) -> None:
         if event == "start":
-            c = info["config"]
+            c = info["cell"]
             self.close()
             name = f"{c.get('method')}_s{c.get('sparsity', 0):g}_seed{c.get('seed')}"
             self.writer = self._writer_cls(log_dir=str(self.dir / name))
@@ -363,11 +363,11 @@ def _progress(total_cells: int, eta: Eta):
 
     def callback(event: str, index: int = 0, total: int = 0, **info) -> None:
         if event == "skip":
-            c = info["config"]
+            c = info["cell"]
             why = "running in another process" if info.get("why") == "claimed" else "already done (resume)"
             progress.update(cells, advance=1, info=f"{c['method']} {why}")
         elif event == "start":
-            c = info["config"]
+            c = info["cell"]
             if current["task"] is not None:
                 progress.remove_task(current["task"])
             epochs = info["epochs"] * info["rounds"]
@@ -395,9 +395,9 @@ def _progress(total_cells: int, eta: Eta):
             tag = f"[{index + 1}/{total}]"
             if event == "skip":
                 why = "running in another process, skipped" if info.get("why") == "claimed" else "already done (resume)"
-                err_console.print(f"{tag} {info['config']['method']} {why}", highlight=False, soft_wrap=True)
+                err_console.print(f"{tag} {info['cell']['method']} {why}", highlight=False, soft_wrap=True)
             elif event == "start":
-                c = info["config"]
+                c = info["cell"]
                 epochs_of["n"] = info["epochs"]
                 err_console.print(f"{tag} {c['method']} sparsity={c['sparsity']:g} seed={c['seed']}: "
                                   f"{info['epochs']} epochs x {info['rounds']} round(s)", highlight=False, soft_wrap=True)
@@ -429,7 +429,7 @@ _CELL_OPTIONS = {"arch": "model.arch", "method": "method", "dataset": "data.data
                  "timesteps": "model.timesteps", "sparsity": "sparsity"}
 
 
-def warn_checkpoint_overrides(cfg, source: str, values: dict) -> None:
+def warn_checkpoint_overrides(resolved, source: str, values: dict) -> None:
     """One warning line for options typed on the command line that ``source`` (a checkpoint) fixes."""
     import logging
 
@@ -439,7 +439,7 @@ def warn_checkpoint_overrides(cfg, source: str, values: dict) -> None:
     fixed = []
     for name in given:
         try:
-            fixed.append(f"{_CELL_OPTIONS[name]}={cfg.cell.get(_CELL_OPTIONS[name])}")
+            fixed.append(f"{_CELL_OPTIONS[name]}={resolved.cell.get(_CELL_OPTIONS[name])}")
         except Exception:  # noqa: BLE001 - a field this cell does not have
             fixed.append(name)
     logging.getLogger("spikingjelly_lt").warning(
@@ -447,15 +447,15 @@ def warn_checkpoint_overrides(cfg, source: str, values: dict) -> None:
         ", ".join(fixed))
 
 
-def check_snn_reference(cfg, snn_cfg, source: str) -> None:
+def check_snn_reference(resolved, snn_resolved, source: str) -> None:
     """``--snn-checkpoint`` must be a dense SNN of the same architecture, data and shape."""
-    if snn_cfg.method.name != "snn":
-        raise UsageError(f"--snn-checkpoint {source} is a {snn_cfg.method.name!r} cell, not a dense SNN "
+    if snn_resolved.method.name != "snn":
+        raise UsageError(f"--snn-checkpoint {source} is a {snn_resolved.method.name!r} cell, not a dense SNN "
                          f"(method 'snn'); the x SNN saving needs the dense SNN of the same setting")
     diff = []
     for key in ("model.arch", "data.dataset", "model.width", "model.timesteps"):
-        a, b = cfg.cell.get(key), snn_cfg.cell.get(key)
-        if key == "model.timesteps" and cfg.method.neuron != "lif":
+        a, b = resolved.cell.get(key), snn_resolved.cell.get(key)
+        if key == "model.timesteps" and resolved.method.neuron != "lif":
             continue  # an ANN cell has no time steps of its own
         if a != b:
             diff.append(f"{key} {b!r} (not {a!r})")

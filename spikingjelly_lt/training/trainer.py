@@ -43,7 +43,7 @@ __all__ = ["run_cell", "CellFailed", "Progress", "evaluate", "mask_digest", "loa
 
 log = logging.getLogger("spikingjelly_lt")
 
-Progress = Callable[..., None]  # progress(event, **info); events: start, epoch, step, round, done
+Progress = Callable[..., None]  # progress(event, **info); events: start (cell=the cell's dict), epoch, step, round, done
 
 
 class CellFailed(RuntimeError):
@@ -250,7 +250,7 @@ def run_cell(
     resolved = cell if isinstance(cell, Resolved) else resolve(cell)
     run = _CellRun(resolved, data_dir=data_dir, device=torch.device(device), checkpoint=checkpoint,
                    progress=progress)  # data -> model (resumed from the checkpoint if there is one)
-    run.progress("start", config=run.cell.to_dict(), rounds=run.rounds, epochs=run.recipe.epochs, steps=run.steps,
+    run.progress("start", cell=run.cell.to_dict(), rounds=run.rounds, epochs=run.recipe.epochs, steps=run.steps,
                  done_epochs=run.state["round"] * run.recipe.epochs + run.state["epoch"])  # > 0: resumed
     while run.state["round"] < run.rounds:  # train: round by round, the last one trains the ticket
         run.train_round()
@@ -520,8 +520,8 @@ def _validation_summary(history: list[dict]) -> dict:
             "best_val_acc": rows[best]["val_acc"], "best_val_epoch": best + 1}
 
 
-def _ann_reference_pj(r: Resolved, bundle, test_loader) -> float:
+def _ann_reference_pj(resolved: Resolved, bundle, test_loader) -> float:
     """Energy of the dense ANN of the same setting (MACs do not depend on training)."""
-    model = build_model(r.baseline("ann"), DataShape.of(bundle))
+    model = build_model(resolved.baseline("ann"), DataShape.of(bundle))
     x, _ = next(iter(test_loader))
-    return count_energy(model, [x[:8].cpu()], r.cell.energy_model).energy_pj  # counted on the CPU
+    return count_energy(model, [x[:8].cpu()], resolved.cell.energy_model).energy_pj  # counted on the CPU
