@@ -89,8 +89,10 @@ def rerandomize(weight: torch.Tensor, mask: torch.Tensor, rate: float, generator
     chosen = pruned[torch.randperm(pruned.numel(), generator=generator)[:j]]
     std = math.sqrt(2.0 / weight[0].numel())  # kaiming_normal_(mode="fan_in", nonlinearity="relu")
     values = torch.randn(j, generator=generator, dtype=torch.float32) * std
-    with torch.no_grad():
-        weight.view(-1)[chosen.to(weight.device)] = values.to(weight.device, weight.dtype)
+    with torch.no_grad():  # in logical (flat) order, then copied back: any memory format (channels_last)
+        flat = weight.detach().reshape(-1).clone()
+        flat[chosen.to(weight.device)] = values.to(weight.device, weight.dtype)
+        weight.copy_(flat.view(weight.shape))
     return j
 
 
