@@ -65,7 +65,7 @@ def _grid_fields_requested(config: Path | None, sets: list[str] | None) -> set[s
     return {dotted.get(k, k) for k in keys} & set(GRID_FIELDS)
 
 
-def _options_to_cells(*, methods, sparsity, seeds, width, profile, config, sets, options, data_dir,
+def _options_to_cells(*, methods, sparsity, seeds, width=None, profile, config, sets, options, data_dir,
                       option_names=None):
     """The cells of a request. A grid field given by ``--set`` / ``--config`` is the grid's only
     value on that axis; given together with its own option (``--sparsity`` ...) it is refused."""
