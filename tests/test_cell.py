@@ -126,7 +126,7 @@ def test_order_profile_file_set_options(tmp_path, capsys, monkeypatch):
     assert (cell["model"]["tau"], cell["model"]["width"], cell["recipe"]["epochs"]) == (1.25, 0.5, 7)
     assert cell["model"]["v_threshold"] == 0.5  # the smoke profile's
     # an explicit option beats --set
-    from spikingjelly_lt.cli.bench import resolve_request
+    from spikingjelly_lt.cli.request import resolve_request
 
     c, _ = resolve_request(profile="smoke", config=f, sets=["recipe.epochs=3"], options={"recipe.epochs": 2})
     assert c.recipe.epochs == 2

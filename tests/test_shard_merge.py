@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 import torch
 
-from spikingjelly_lt.cli.bench import _options_to_cells
+from spikingjelly_lt.cli.request import options_to_cells
 from spikingjelly_lt.errors import UsageError
 from spikingjelly_lt.matrix import expand, parse_shard, shard
 from spikingjelly_lt.methods import METHODS, resolve
@@ -95,7 +95,7 @@ def raw_rows(path):
 
 def test_cli_shards_merge_and_report(tmp_path, capsys, monkeypatch, restore_threads):
     methods = "ann,bnn,snn"
-    all_cells, _ = _options_to_cells(
+    all_cells, _ = options_to_cells(
         methods=methods, sparsity=None, seeds=None, profile="smoke", config=None, sets=None, data_dir=None,
         options={"model.arch": "resnet19", "recipe.epochs": 1, "model.timesteps": 2, "model.width": 0.0625,
                  "data.limit_train": 128})

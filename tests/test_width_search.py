@@ -198,19 +198,19 @@ def test_score_optimizer_chooses_the_scores_optimizer():
 
 def test_width_list_makes_a_grid(capsys, monkeypatch):
     code, out, err = run_cli(["config", "show", "--json"], capsys, monkeypatch)  # warm the CLI import
-    from spikingjelly_lt.cli.bench import _options_to_cells
+    from spikingjelly_lt.cli.request import options_to_cells
 
-    cells, _ = _options_to_cells(methods="snn,binw-slt", sparsity=None, seeds="0,1", width="0.0625,0.125",
+    cells, _ = options_to_cells(methods="snn,binw-slt", sparsity=None, seeds="0,1", width="0.0625,0.125",
                                  profile="smoke", config=None, sets=None, options={}, data_dir=None)
     got = sorted((c.cell.method, c.cell.seed, c.cell.model.width) for c in cells)
     assert got == sorted((m, s, w) for m in ("snn", "binw-slt") for s in (0, 1) for w in (0.0625, 0.125))
     order = [(c.cell.seed, c.cell.model.width, c.cell.method) for c in cells]
     assert order[0] == (0, 0.0625, "snn") and order[1] == (0, 0.0625, "binw-slt")  # snn first in each width
-    cells, _ = _options_to_cells(methods="snn", sparsity=None, seeds="0", width=None, profile="smoke",
+    cells, _ = options_to_cells(methods="snn", sparsity=None, seeds="0", width=None, profile="smoke",
                                  config=None, sets=["model.width=0.5"], options={}, data_dir=None)
     assert [c.cell.model.width for c in cells] == [0.5]
     with pytest.raises(UsageError, match="given twice"):
-        _options_to_cells(methods="snn", sparsity=None, seeds="0", width="0.25", profile="smoke", config=None,
+        options_to_cells(methods="snn", sparsity=None, seeds="0", width="0.25", profile="smoke", config=None,
                           sets=["width=0.5"], options={}, data_dir=None)
 
 
@@ -228,12 +228,12 @@ def test_bad_search_options_are_refused_before_any_work(capsys, monkeypatch, tmp
 
 
 def test_the_width_profile_lists_its_widths():
-    from spikingjelly_lt.cli.bench import _options_to_cells
+    from spikingjelly_lt.cli.request import options_to_cells
     from spikingjelly_lt.profiles import get_profile
 
     prof = get_profile("width")
     assert prof.to_dict()["widths"] == [0.0625, 0.125, 0.25]
-    cells, _ = _options_to_cells(methods=None, sparsity=None, seeds=None, width=None, profile="width", config=None,
+    cells, _ = options_to_cells(methods=None, sparsity=None, seeds=None, width=None, profile="width", config=None,
                                  sets=None, options={}, data_dir="/")
     assert len(cells) == 3 * 3 * 3
     assert {(c.cell.model.width, c.cell.model.arch, c.cell.recipe.epochs) for c in cells} == {

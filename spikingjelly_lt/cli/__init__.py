@@ -1,4 +1,4 @@
-"""The ``sjlt`` command line: one Typer app, one module per command group.
+"""The ``sjlt`` command line: one Typer app (assembled in :mod:`.app`), one ``*_cmd`` module per command group.
 
 Data goes to stdout (a rich table, or JSON with ``--json``); progress and logs go to
 stderr through one rich Console. A user error ends in one red line and exit code 2.
@@ -10,7 +10,8 @@ import sys
 
 from rich.markup import escape
 
-from .app import app, err_console
+from .app import app
+from .console import err_console
 
 __all__ = ["app", "main", "err_console", "INTERRUPTED"]
 
@@ -75,14 +76,6 @@ def main() -> None:
 
 
 def _main() -> None:
-    from . import plugins_cmd  # noqa: F401  (registers commands)
-
-    for mod in ("bench", "config_cmd", "energy", "results_cmd", "ticket", "tune_cmd"):
-        try:
-            __import__(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{mod}":
-                raise
     from ..errors import UsageError
 
     try:

@@ -1,13 +1,15 @@
-"""The Typer app and the one stderr Console shared by every command."""
+"""The ``sjlt`` Typer app, assembled in one place: the root options, then every command and
+command group of the ``*_cmd`` modules, registered here (the modules define plain functions
+and sub-apps and attach nothing themselves)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
+
+from . import bench_cmd, config_cmd, energy_cmd, plugins_cmd, results_cmd, ticket_cmd, tune_cmd
+from .console import err_console, out_console, setup_logging
 
 __all__ = ["app", "err_console", "out_console", "setup_logging"]
 
@@ -18,7 +20,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err_console = Console(stderr=True)
 
 
 def _version_line() -> str:
@@ -55,34 +56,17 @@ def _root(
 
         plugins.add_plugins(plugin, origin="--plugin")
 
-out_console = Console()
-if not out_console.is_terminal:  # a file or pipe: never squeeze the table
-    out_console = Console(width=200)
 
-
-class _ConsoleHandler(logging.Handler):
-    """One log record, one stderr line (never wrapped), through the shared Console."""
-
-    STYLES = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "red", "DEBUG": "dim"}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        style = self.STYLES.get(record.levelname)
-        msg = escape(record.getMessage())
-        prefix = f"[{style}]{record.levelname.lower()}:[/{style}] " if style else ""
-        err_console.print(prefix + msg, soft_wrap=True, highlight=False)
-
-
-def setup_logging(verbose: bool = False) -> None:
-    """Log to stderr; under torchrun only rank 0 speaks (other ranks: errors only)."""
-    import os
-
-    logger = logging.getLogger("spikingjelly_lt")
-    if int(os.environ.get("RANK", "0")) != 0:
-        logger.setLevel(logging.ERROR)
-        err_console.quiet = True
-        out_console.quiet = True
-        return
-    if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
-        logger.addHandler(_ConsoleHandler())
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # CPU builds: noise
+# commands, in the order `sjlt --help` lists them (command groups follow them)
+app.command("plugins")(plugins_cmd.plugins_command)
+app.command("doctor")(plugins_cmd.doctor_command)
+app.command("bench")(bench_cmd.bench_command)
+app.command("train")(bench_cmd.train_command)
+app.command("methods")(config_cmd.methods_command)
+app.command("profiles")(config_cmd.profiles_command)
+app.command("energy")(energy_cmd.energy_command)
+app.command("report")(results_cmd.report_command)
+app.command("tune")(tune_cmd.tune_command)
+app.add_typer(config_cmd.config_app, name="config")
+app.add_typer(results_cmd.results_app, name="results")
+app.add_typer(ticket_cmd.ticket_app, name="ticket")

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import UsageError
-from .app import err_console, out_console
+from .console import err_console, out_console
 
 __all__ = ["parse_list", "print_matrix", "matrix_progress", "dump_json", "check_input_file",
            "check_output_file", "check_output_dir", "atomic_text_writer"]
@@ -413,51 +413,3 @@ def _progress(total_cells: int, eta: Eta):
         return
     with progress:
         yield callback
-
-
-def given_on_command_line(*names: str, argv: list[str] | None = None) -> list[str]:
-    """Which of these options (parameter names) the user typed: ``--name V`` or ``--name=V`` in argv."""
-    import sys
-
-    argv = sys.argv[1:] if argv is None else argv
-    typed = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
-    return [n for n in names if "--" + n.replace("_", "-") in typed]
-
-
-# ``sjlt energy`` options that describe a model, and where a checkpoint's cell keeps each
-_CELL_OPTIONS = {"arch": "model.arch", "method": "method", "dataset": "data.dataset", "width": "model.width",
-                 "timesteps": "model.timesteps", "sparsity": "sparsity"}
-
-
-def warn_checkpoint_overrides(resolved, source: str, values: dict) -> None:
-    """One warning line for options typed on the command line that ``source`` (a checkpoint) fixes."""
-    import logging
-
-    given = given_on_command_line(*[n for n in values if n in _CELL_OPTIONS])
-    if not given:
-        return
-    fixed = []
-    for name in given:
-        try:
-            fixed.append(f"{_CELL_OPTIONS[name]}={resolved.cell.get(_CELL_OPTIONS[name])}")
-        except Exception:  # noqa: BLE001 - a field this cell does not have
-            fixed.append(name)
-    logging.getLogger("spikingjelly_lt").warning(
-        "%s ignored: the checkpoint %s fixes %s", ", ".join(f"--{n} {values[n]}" for n in given), source,
-        ", ".join(fixed))
-
-
-def check_snn_reference(resolved, snn_resolved, source: str) -> None:
-    """``--snn-checkpoint`` must be a dense SNN of the same architecture, data and shape."""
-    if snn_resolved.method.name != "snn":
-        raise UsageError(f"--snn-checkpoint {source} is a {snn_resolved.method.name!r} cell, not a dense SNN "
-                         f"(method 'snn'); the x SNN saving needs the dense SNN of the same setting")
-    diff = []
-    for key in ("model.arch", "data.dataset", "model.width", "model.timesteps"):
-        a, b = resolved.cell.get(key), snn_resolved.cell.get(key)
-        if key == "model.timesteps" and resolved.method.neuron != "lif":
-            continue  # an ANN cell has no time steps of its own
-        if a != b:
-            diff.append(f"{key} {b!r} (not {a!r})")
-    if diff:
-        raise UsageError(f"--snn-checkpoint {source} is a dense SNN of another setting: " + ", ".join(diff))

@@ -7,14 +7,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .app import app, out_console, setup_logging
-from .bench import ConfigOption, SetOption, resolve_request
+from .console import out_console, setup_logging
 from .common import dump_json
+from .request import ConfigOption, SetOption, resolve_request
 
 __all__ = ["config_app"]
 
 config_app = typer.Typer(help="Show the fully resolved cell of a request.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
 
 
 @config_app.command("show")
@@ -59,7 +58,6 @@ def print_cell(r, title: str) -> None:
                       f"baselines: " + ", ".join(f"{k} {v}" for k, v in r.baseline_hashes().items()), highlight=False)
 
 
-@app.command("methods")
 def methods_command(as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False) -> None:
     """List the method presets: neuron x weight kind x pruner, and the paper name."""
     setup_logging()
@@ -77,7 +75,6 @@ def methods_command(as_json: Annotated[bool, typer.Option("--json", help="Print 
     out_console.print(table)
 
 
-@app.command("profiles")
 def profiles_command(as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False) -> None:
     """List the profiles: data set, methods, sparsities, seeds and every field each sets."""
     setup_logging()

@@ -9,10 +9,9 @@ import typer
 from rich.table import Table
 
 from .. import plugins
-from .app import app, out_console, setup_logging
+from .console import out_console, setup_logging
 
 
-@app.command("plugins")
 def plugins_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -40,7 +39,6 @@ def plugins_command(
     out_console.print(names)
 
 
-@app.command("doctor")
 def doctor_command(
     build: Annotated[bool, typer.Option("--build", help="Build the native kernels now (once per machine).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,

@@ -9,11 +9,10 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError, check_choice
-from .app import app, err_console, setup_logging
+from .console import err_console, setup_logging
 from .common import atomic_text_writer, check_input_file, check_output_dir, check_output_file, dump_json, print_matrix
 
 results_app = typer.Typer(help="Inspect, export and merge results files.", no_args_is_help=True)
-app.add_typer(results_app, name="results")
 
 
 def _open(path: Path):
@@ -106,7 +105,7 @@ def _print_rows(rows: list[dict]) -> None:
     from rich.table import Table
 
     from ..cell import flatten
-    from .app import out_console
+    from .console import out_console
 
     table = Table(title="rows (sjlt results show FILE HASH prints one row's resolved cell)")
     for col in ("hash", "status", "method", "sparsity", "seed", "top-1 %"):
@@ -122,7 +121,7 @@ def _show_row(row: dict, as_json: bool) -> None:
     from rich.table import Table
 
     from ..cell import flatten
-    from .app import out_console
+    from .console import out_console
 
     described = row.get("cell") or {}
     if as_json:
@@ -191,7 +190,6 @@ def verify_command(
         raise typer.Exit(1)
 
 
-@app.command("report")
 def report_command(
     results: Annotated[Path, typer.Argument(help="SQLite results file (or a merged one).")],
     out: Annotated[Path, typer.Option("--out", help="Folder for report.md and the PNG plots.")] = Path("sjlt-report"),
@@ -213,7 +211,7 @@ def print_claims(rows: list[dict]) -> None:
     from rich.table import Table
 
     from ..results.report import claims_markdown
-    from .app import out_console
+    from .console import out_console
 
     headers, cells = claims_markdown(rows)
     table = Table(title="claims (paired over seeds; design 5 verdicts)")

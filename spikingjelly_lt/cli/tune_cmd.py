@@ -7,12 +7,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .app import app, err_console, out_console, setup_logging
-from .bench import ConfigOption, SetOption, resolve_request
+from .console import err_console, out_console, setup_logging
 from .common import dump_json
+from .request import ConfigOption, SetOption, resolve_request
 
 
-@app.command("tune")
 def tune_command(
     method: Annotated[str, typer.Option(help="Method preset (`sjlt methods`).")] = "snn",
     arch: Annotated[str | None, typer.Option(help="Architecture (default: the profile's).")] = None,

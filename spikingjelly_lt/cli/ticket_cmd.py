@@ -9,13 +9,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .app import app, err_console, out_console, setup_logging
+from .console import err_console, out_console, setup_logging
 from .common import dump_json
 
 __all__ = ["ticket_app"]
 
 ticket_app = typer.Typer(help="Export, inspect and load compact ticket files.", no_args_is_help=True)
-app.add_typer(ticket_app, name="ticket")
 
 
 def _human(n: int) -> str:

@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
-from .app import app, err_console, out_console, setup_logging
+from .console import err_console, out_console, setup_logging
 from .common import dump_json
 
 if TYPE_CHECKING:
@@ -51,8 +51,8 @@ class _Savings:
     snn_reference: str
 
 
-@app.command("energy")
 def energy_command(
+    ctx: typer.Context,
     checkpoint: Annotated[Path | None, typer.Option(help="A trainer checkpoint (RESULTS.db.ckpt/HASH.pt); omit for an untrained model.")] = None,
     model_module: Annotated[str | None, typer.Option(help="Alias of --arch for your own model (MODULE:CALLABLE or FILE.py:CALLABLE); counted as built (method snn unless --method).")] = None,
     arch: Annotated[str | None, typer.Option(help="Architecture (without a checkpoint): registered, FILE.py:CALLABLE or MODULE:CALLABLE (default: the profile's).")] = None,
@@ -81,7 +81,7 @@ def energy_command(
     options = {"arch": arch, "method": method, "dataset": dataset, "width": width, "timesteps": timesteps,
                "sparsity": sparsity}
     if checkpoint is not None:
-        subject = _trained(checkpoint, data_dir, options)
+        subject = _trained(checkpoint, data_dir, options, ctx)
     else:
         subject = _untrained(profile, data_dir, images, model_module=model_module, **options)
     loader = make_loader(subject.bundle, "test", BATCH)
@@ -100,13 +100,12 @@ def energy_command(
     _print_tables(subject, report, by_model, savings)
 
 
-def _trained(checkpoint: Path, data_dir: str | None, options: dict) -> _Subject:
+def _trained(checkpoint: Path, data_dir: str | None, options: dict, ctx: typer.Context) -> _Subject:
     """A trained cell from its checkpoint; options typed on the command line that it fixes are one warning."""
     from ..training.checkpoint import load_trained
-    from .common import warn_checkpoint_overrides
 
     resolved, bundle, net = load_trained(checkpoint, data_dir)
-    warn_checkpoint_overrides(resolved, str(checkpoint), options)
+    warn_checkpoint_overrides(resolved, str(checkpoint), options, ctx)
     return _Subject(resolved, bundle, net, str(checkpoint))
 
 
@@ -153,7 +152,6 @@ def _savings(subject: _Subject, report, loader, cost, *, checkpoint: Path | None
         snn_checkpoint = sibling if sibling.is_file() else None
     if snn_checkpoint is not None:
         from ..training.checkpoint import load_trained
-        from .common import check_snn_reference
 
         snn_resolved, _, snn_net = load_trained(snn_checkpoint, data_dir)
         snn_source = str(snn_checkpoint)
@@ -168,6 +166,45 @@ def _savings(subject: _Subject, report, loader, cost, *, checkpoint: Path | None
     x_snn = None if snn_net is None else energy_ratio(
         count_energy(snn_net, loader, cost, max_batches=max_batches, pooled_fc=pooled_fc), report, cost)
     return _Savings(energy_ratio(ann, report, cost), x_snn, snn_source)
+
+
+# ``sjlt energy`` options that describe a model, and where a checkpoint's cell keeps each
+_CELL_OPTIONS = {"arch": "model.arch", "method": "method", "dataset": "data.dataset", "width": "model.width",
+                 "timesteps": "model.timesteps", "sparsity": "sparsity"}
+
+
+def warn_checkpoint_overrides(resolved, source: str, values: dict, ctx: typer.Context) -> None:
+    """One warning line for options typed on the command line that ``source`` (a checkpoint) fixes."""
+    # Click's ParameterSource (compared by name: typer >= 0.2x carries its own copy of Click)
+    given = [n for n in values
+             if n in _CELL_OPTIONS and getattr(ctx.get_parameter_source(n), "name", None) == "COMMANDLINE"]
+    if not given:
+        return
+    fixed = []
+    for name in given:
+        try:
+            fixed.append(f"{_CELL_OPTIONS[name]}={resolved.cell.get(_CELL_OPTIONS[name])}")
+        except Exception:  # noqa: BLE001 - a field this cell does not have
+            fixed.append(name)
+    log.warning(
+        "%s ignored: the checkpoint %s fixes %s", ", ".join(f"--{n} {values[n]}" for n in given), source,
+        ", ".join(fixed))
+
+
+def check_snn_reference(resolved, snn_resolved, source: str) -> None:
+    """``--snn-checkpoint`` must be a dense SNN of the same architecture, data and shape."""
+    if snn_resolved.method.name != "snn":
+        raise UsageError(f"--snn-checkpoint {source} is a {snn_resolved.method.name!r} cell, not a dense SNN "
+                         f"(method 'snn'); the x SNN saving needs the dense SNN of the same setting")
+    diff = []
+    for key in ("model.arch", "data.dataset", "model.width", "model.timesteps"):
+        a, b = resolved.cell.get(key), snn_resolved.cell.get(key)
+        if key == "model.timesteps" and resolved.method.neuron != "lif":
+            continue  # an ANN cell has no time steps of its own
+        if a != b:
+            diff.append(f"{key} {b!r} (not {a!r})")
+    if diff:
+        raise UsageError(f"--snn-checkpoint {source} is a dense SNN of another setting: " + ", ".join(diff))
 
 
 def _print_tables(subject: _Subject, report, by_model: dict, savings: _Savings) -> None:

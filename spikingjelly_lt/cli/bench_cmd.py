@@ -8,90 +8,15 @@ from typing import Annotated
 
 import typer
 
-from .. import plugins
-from ..errors import UsageError
-from ..methods import METHODS
-from .app import app, err_console, setup_logging
-from .common import check_output_dir, dump_json, matrix_progress, parse_list, print_matrix
+from ..profiles import PROFILES
+from .common import check_output_dir, dump_json, matrix_progress, print_matrix
+from .console import err_console, setup_logging
+from .request import ConfigOption, SetOption, grid_fields_requested, options_to_cells
 
 DEFAULT_RESULTS = "sjlt-results.db"
+PROFILE_HELP = " | ".join(PROFILES) + " (`sjlt profiles` says what each runs)."
 
 
-SetOption = Annotated[list[str] | None, typer.Option(
-    "--set", help="KEY=VALUE for any cell field (repeatable; dotted, e.g. model.tau=1.5; `sjlt config show`).")]
-ConfigOption = Annotated[Path | None, typer.Option(
-    "--config", help="TOML file of cell fields (\\[model] tau = 1.5), applied after the profile, before --set.")]
-
-
-def resolve_request(*, profile: str = "smoke", config: Path | None = None, sets: list[str] | None = None,
-                    options: dict | None = None, data_dir: str | None = None, check_data: bool = True):
-    """The base cell of a request and its profile (:func:`~spikingjelly_lt.profiles.request_cell`:
-    profile, then file, then ``--set``, then options), with ``--data-dir`` checked against its data set.
-
-    ``options`` maps dotted keys to explicit option values (None = not given).
-    """
-    from ..profiles import request_cell
-
-    cell, prof = request_cell(profile, config=config, sets=sets, options=options)
-    check_data_dir(cell.data.dataset, data_dir, required=check_data)
-    return cell, prof
-
-
-def check_data_dir(dataset: str, data_dir: str | None, *, required: bool = True) -> None:
-    """``--data-dir`` as data set ``dataset`` wants it: given where it needs one (if ``required``),
-    absent where it reads none, and an existing folder."""
-    takes = getattr(plugins.lookup("datasets", dataset), "takes_data_dir", None)  # True: needs it, False: reads none
-    if required and takes and not data_dir:
-        raise UsageError(f"dataset {dataset!r} needs --data-dir (a folder holding the official python-format files)")
-    if data_dir and takes is False:
-        raise UsageError(f"dataset {dataset!r} reads no --data-dir (given {data_dir!r}); drop the option")
-    if data_dir and not Path(data_dir).exists():
-        raise UsageError(f"data dir {data_dir!r} does not exist")
-    if data_dir and not Path(data_dir).is_dir():
-        raise UsageError(f"data dir {data_dir!r} is a file, not a folder")
-
-
-# the matrix's own axes (dotted cell key -> its option)
-GRID_FIELDS = {"method": "--methods", "sparsity": "--sparsity", "seed": "--seeds", "model.width": "--width"}
-
-
-def _grid_fields_requested(config: Path | None, sets: list[str] | None) -> set[str]:
-    """Which of the grid's own fields (method, sparsity, seed, width) ``--config`` / ``--set`` give."""
-    from ..cell import knobs, parse_assignment, read_config_file
-
-    keys = set(read_config_file(config)) if config is not None else set()
-    keys |= {parse_assignment(t)[0] for t in sets or ()}
-    dotted = {k.name: key for key, k in knobs().items()}
-    return {dotted.get(k, k) for k in keys} & set(GRID_FIELDS)
-
-
-def _options_to_cells(*, methods, sparsity, seeds, width=None, profile, config, sets, options, data_dir,
-                      option_names=None):
-    """The cells of a request. A grid field given by ``--set`` / ``--config`` is the grid's only
-    value on that axis; given together with its own option (``--sparsity`` ...) it is refused."""
-    from ..matrix import expand
-
-    cell, prof = resolve_request(profile=profile, config=config, sets=sets, options=options, data_dir=data_dir)
-    explicit = {"method": methods, "sparsity": sparsity, "seed": seeds,
-                "model.width": None if width is None else str(width)}
-    names = {**GRID_FIELDS, **(option_names or {})}
-    for key in sorted(_grid_fields_requested(config, sets)):
-        if explicit[key] is not None:
-            raise UsageError(f"{key} is given twice: by --set/--config ({cell.get(key)!r}) and by {names[key]} "
-                             f"({explicit[key]!r}); use {names[key]} only")
-        explicit[key] = str(cell.get(key))
-    methods, sparsity, seeds, width = explicit["method"], explicit["sparsity"], explicit["seed"], explicit["model.width"]
-    method_list = prof.methods if methods is None else (
-        tuple(METHODS) if methods.strip() == "all" else parse_list(methods, "method list"))
-    sparsities = parse_list(sparsity, "sparsity", float) if sparsity else list(prof.sparsities)
-    seed_plan = parse_list(seeds, "seed", int) if seeds else prof.seed_plan(method_list)
-    widths = parse_list(width, "width", float) if width else list(prof.widths or (cell.model.width,))
-    for w in widths:
-        cell.replace(**{"model.width": w})  # a bad width is one line naming it and the range
-    return expand(cell, method_list, sparsities, seed_plan, widths), prof
-
-
-@app.command("bench")
 def bench_command(
     arch: Annotated[str | None, typer.Option(help="Architecture: registered (`sjlt plugins`), FILE.py:CALLABLE or "
                                                   "MODULE:CALLABLE (your own model; docs/own-model.md).")] = None,
@@ -109,9 +34,7 @@ def bench_command(
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds for every method, e.g. 0,1,2 "
                                                    "(default: the profile's, per method).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
-    profile: Annotated[str, typer.Option(help="smoke (digits, minutes) | ticket-time (digits sparsity sweep) | cpu "
-                                              "(ResNet-19, CIFAR-10 subset, ~2.5 h) | cpu-vgg (VGG-16, ~4 h) | paper "
-                                              "(GPU); `sjlt profiles`.")] = "smoke",
+    profile: Annotated[str, typer.Option(help="Profile: " + PROFILE_HELP)] = "smoke",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
     results: Annotated[Path, typer.Option(help="SQLite results file (resumed if it exists).")] = Path(DEFAULT_RESULTS),
     limit_train: Annotated[int | None, typer.Option(help="Use only the first N training images.")] = None,
@@ -150,7 +73,7 @@ def run_bench(*, arch, dataset, data_dir, methods, sparsity, epochs, timesteps, 
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     shard_of = parse_shard(shard) if shard else None
-    cells, prof = _options_to_cells(
+    cells, prof = options_to_cells(
         methods=methods, sparsity=sparsity, seeds=seeds, width=width, profile=profile, config=config, sets=sets,
         data_dir=data_dir, option_names=option_names, options={
             "model.arch": arch, "data.dataset": dataset, "recipe.epochs": epochs, "model.timesteps": timesteps,
@@ -219,7 +142,6 @@ def _print_outcomes(outcomes, store, cells, profile: str, *, report: Path | None
         print_matrix(rows, title=f"{first.model.arch if first else '?'} on {first.data.dataset if first else '?'} ({profile})")
 
 
-@app.command("train")
 def train_command(
     arch: Annotated[str | None, typer.Option(help="Architecture: registered, FILE.py:CALLABLE or MODULE:CALLABLE.")] = None,
     method: Annotated[str | None, typer.Option(help="Method preset (e.g. binw-slt) or NEURON/WEIGHTS/PRUNER "
@@ -232,7 +154,7 @@ def train_command(
     width: Annotated[float | None, typer.Option(help="Width multiplier.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: the profile's first).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
-    profile: Annotated[str, typer.Option(help="Recipe defaults: smoke | cpu | paper.")] = "smoke",
+    profile: Annotated[str, typer.Option(help="Recipe defaults: " + PROFILE_HELP)] = "smoke",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
     results: Annotated[Path, typer.Option(help="SQLite results file.")] = Path(DEFAULT_RESULTS),
     rerun: Annotated[bool, typer.Option("--rerun", help="Rerun if already done.")] = False,
@@ -242,7 +164,7 @@ def train_command(
     log_dir: Annotated[Path | None, typer.Option(help="Write TensorBoard scalars here (needs the \\[tensorboard] extra).")] = None,
 ) -> None:
     """Train and measure one cell (the same code path as a cell of `sjlt bench`)."""
-    if method is None and "method" not in _grid_fields_requested(config, sets):
+    if method is None and "method" not in grid_fields_requested(config, sets):
         method = "binw-slt"
     run_bench(option_names={"method": "--method", "sparsity": "--sparsity", "seed": "--seed", "model.width": "--width"}, arch=arch, dataset=dataset, data_dir=data_dir, methods=method,
                   sparsity=None if sparsity is None else str(sparsity),
