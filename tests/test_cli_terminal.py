@@ -10,7 +10,9 @@ import pytest
 from rich.console import Console
 
 from conftest import run_cli
-from spikingjelly_lt.cli.common import Eta, TensorBoardLog, _fmt_s, print_matrix
+from spikingjelly_lt.cli.progress import Eta, _fmt_s
+from spikingjelly_lt.cli.tables import print_matrix
+from spikingjelly_lt.cli.tensorboard_log import TensorBoardLog
 from spikingjelly_lt.results.store import ResultStore
 
 SMOKE = Path(__file__).resolve().parents[1] / "docs" / "results" / "smoke" / "results.jsonl"

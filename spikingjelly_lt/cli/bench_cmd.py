@@ -9,9 +9,11 @@ from typing import Annotated
 import typer
 
 from ..profiles import PROFILES
-from .common import check_output_dir, dump_json, matrix_progress, print_matrix
-from .console import err_console, setup_logging
+from .console import dump_json, err_console, setup_logging
+from .paths import check_output_dir
+from .progress import matrix_progress
 from .request import ConfigOption, SetOption, grid_fields_requested, options_to_cells
+from .tables import print_matrix
 
 DEFAULT_RESULTS = "sjlt-results.db"
 PROFILE_HELP = " | ".join(PROFILES) + " (`sjlt profiles` says what each runs)."
@@ -91,6 +93,7 @@ def run_bench(*, arch, dataset, data_dir, methods, sparsity, epochs, timesteps, 
     if store is None:
         return
     _print_outcomes(outcomes, store, cells, prof.name, report=report, as_json=as_json)
+    store.close()  # now, not whenever a garbage collection frees the connection (and checkpoints the -wal)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         err_console.print(f"[red]{len(failed)} cell(s) failed[/red]; see the status column")
@@ -102,7 +105,8 @@ def _check_before_work(cells, dev, *, results: Path, report: Path | None, log_di
     TensorBoard extra, the results file, the report folder); returns the TensorBoard log or None."""
     from ..hardware import keep_freed_memory
     from ..training.precision import precision_for
-    from .common import TensorBoardLog, check_output_file
+    from .paths import check_output_file
+    from .tensorboard_log import TensorBoardLog
 
     for recipe in {resolved.cell.recipe for resolved in cells}:  # bf16 on a CPU without it
         precision_for(recipe.precision, dev, recipe.memory_format)

@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .console import out_console, setup_logging
-from .common import dump_json
+from .console import dump_json, out_console, setup_logging
 from .request import ConfigOption, SetOption, resolve_request
 
 __all__ = ["config_app"]

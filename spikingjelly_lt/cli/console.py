@@ -3,12 +3,14 @@ stderr) and the logging set-up."""
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["err_console", "out_console", "setup_logging"]
+__all__ = ["err_console", "out_console", "setup_logging", "dump_json"]
 
 err_console = Console(stderr=True)
 out_console = Console()
@@ -42,3 +44,12 @@ def setup_logging(verbose: bool = False) -> None:
         logger.addHandler(_ConsoleHandler())
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("torch._library.triton").setLevel(logging.ERROR)  # CPU builds: noise
+
+
+def dump_json(obj) -> str:
+    def default(o):
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        return str(o)
+
+    return json.dumps(obj, indent=2, default=default, allow_nan=False)

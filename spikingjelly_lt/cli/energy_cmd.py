@@ -18,8 +18,7 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
-from .console import err_console, out_console, setup_logging
-from .common import dump_json
+from .console import dump_json, err_console, out_console, setup_logging
 
 if TYPE_CHECKING:
     from torch import nn

@@ -12,10 +12,9 @@ import typer
 from .. import plugins
 from ..errors import UsageError
 from ..methods import METHODS
-from .common import parse_list
 
 __all__ = ["SetOption", "ConfigOption", "GRID_FIELDS", "resolve_request", "check_data_dir",
-           "grid_fields_requested", "options_to_cells"]
+           "grid_fields_requested", "options_to_cells", "parse_list"]
 
 
 SetOption = Annotated[list[str] | None, typer.Option(
@@ -90,3 +89,19 @@ def options_to_cells(*, methods, sparsity, seeds, width=None, profile, config, s
     for w in widths:
         cell.replace(**{"model.width": w})  # a bad width is one line naming it and the range
     return expand(cell, method_list, sparsities, seed_plan, widths), prof
+
+
+def parse_list(text: str | None, kind: str, cast=str) -> list | None:
+    """'a,b,c' -> [a, b, c] with ``cast``; a bad item is one clear error."""
+    if text is None:
+        return None
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise UsageError(f"{kind} {text!r} is empty; give a comma-separated list")
+    out = []
+    for item in items:
+        try:
+            out.append(cast(item))
+        except ValueError:
+            raise UsageError(f"{kind} {item!r} is not a valid {cast.__name__}") from None
+    return out

@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError, check_choice
-from .console import err_console, setup_logging
-from .common import atomic_text_writer, check_input_file, check_output_dir, check_output_file, dump_json, print_matrix
+from .console import dump_json, err_console, setup_logging
+from .paths import atomic_text_writer, check_input_file, check_output_dir, check_output_file
+from .tables import print_matrix
 
 results_app = typer.Typer(help="Inspect, export and merge results files.", no_args_is_help=True)
 

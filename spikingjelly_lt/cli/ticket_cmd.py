@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .console import err_console, out_console, setup_logging
-from .common import dump_json
+from .console import dump_json, err_console, out_console, setup_logging
 
 __all__ = ["ticket_app"]
 
@@ -65,7 +64,7 @@ def export_command(
     from ..errors import check_choice
 
     check_choice("export format", fmt, ("sjlt", "nir"))
-    from .common import check_output_file
+    from .paths import check_output_file
 
     check_output_file(out, f"{fmt} file", protect=(checkpoint,))  # before any work; never the input
     if fmt == "nir":
