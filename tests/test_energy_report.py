@@ -3,7 +3,9 @@ with every registered cost model's energy and savings."""
 
 from __future__ import annotations
 
-from spikingjelly_lt.results.report import PLOT_FILES, build_report, energy_by_model_table, matrix_table
+from spikingjelly_lt.results.plots import PLOT_FILES
+from spikingjelly_lt.results.report import build_report, energy_by_model_table
+from spikingjelly_lt.results.table import matrix_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

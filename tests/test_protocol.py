@@ -14,7 +14,9 @@ from spikingjelly_lt.data.bundle import stratified_split
 from spikingjelly_lt.methods import resolve
 from spikingjelly_lt.profiles import PROFILES, get_profile
 from spikingjelly_lt.pruners.imp import rounds_at_rate
-from spikingjelly_lt.results.report import PALETTE, PLOT_FILES, build_report, front, matrix_table
+from spikingjelly_lt.results.plots import PALETTE, PLOT_FILES, front
+from spikingjelly_lt.results.report import build_report
+from spikingjelly_lt.results.table import matrix_table
 from spikingjelly_lt.results.stats import claims_table, paired, summarize, t_quantile, verdict
 from spikingjelly_lt.training.metrics import collapse
 
@@ -140,7 +142,7 @@ def test_claims_table_pairs_by_seed_and_voids_collapsed_energy(tmp_path):
     assert table["snn"]["n_collapsed"] == 1 and table["snn"]["energy_x_ann_n"] == 1
     assert table["binw-slt"]["energy_x_snn_n"] == 2  # seed 0's saving is against a collapsed SNN
     all_collapsed = matrix_table([_row("snn", 0, 0.1, 30.0, collapsed=True)])
-    from spikingjelly_lt.results.report import format_matrix
+    from spikingjelly_lt.results.table import format_matrix
 
     headers, cells = format_matrix(all_collapsed)
     assert cells[0][headers.index("saving × ANN")] == "– (collapsed)"

@@ -1,16 +1,12 @@
-"""The report: aggregated matrix, markdown page and the three PNG plots."""
+"""The report: aggregated matrix, markdown page and its PNG plots."""
 
 from __future__ import annotations
 
 import pytest
 
-from spikingjelly_lt.results.report import (
-    DASH,
-    PLOT_FILES,
-    build_report,
-    format_matrix,
-    matrix_table,
-)
+from spikingjelly_lt.results.plots import PLOT_FILES
+from spikingjelly_lt.results.report import build_report
+from spikingjelly_lt.results.table import DASH, format_matrix, matrix_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -175,7 +171,7 @@ def test_snn_saving_filled_from_merged_rows():
     from the baseline hash each row recorded (``cell.replace(method="snn")``)."""
     from spikingjelly_lt.cell import Cell
     from spikingjelly_lt.methods import resolve
-    from spikingjelly_lt.results.report import fill_snn_savings
+    from spikingjelly_lt.results.table import fill_snn_savings
 
     def row(cell, metrics):
         r = resolve(cell)

@@ -131,7 +131,7 @@ def _print_outcomes(outcomes, store, cells, profile: str, *, report: Path | None
         # shared file must not leave a report of that subset only
         err_console.print(f"report: {build_report(stored, report)}")
     if as_json:
-        from ..results.report import matrix_table
+        from ..results.table import matrix_table
         from ..results.stats import claims_table, paired_table
 
         typer.echo(dump_json({

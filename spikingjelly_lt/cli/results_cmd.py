@@ -94,7 +94,7 @@ def show_command(
         _show_row(found[0], as_json)
         return
     if as_json:
-        from ..results.report import matrix_table
+        from ..results.table import matrix_table
 
         typer.echo(dump_json(matrix_table(rows)))
     else:

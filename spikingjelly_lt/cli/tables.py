@@ -26,7 +26,7 @@ def matrix_tables(rows: list[dict], title: str, width: int) -> list[Table]:
     No cell is ever truncated: columns that do not fit move to a second (third...) table
     with the method column repeated, instead of every value becoming ``68.…``.
     """
-    from ..results.report import format_matrix, matrix_columns, matrix_table
+    from ..results.table import format_matrix, matrix_columns, matrix_table
 
     table_rows = matrix_table(rows)
     headers, cells = format_matrix(table_rows)
@@ -76,7 +76,7 @@ def matrix_tables(rows: list[dict], title: str, width: int) -> list[Table]:
 
 
 def print_matrix(rows: list[dict], title: str = "benchmark matrix", console=None) -> None:
-    """The aggregated matrix (report.matrix_table) on stdout, fitted to the terminal's width."""
+    """The aggregated matrix (results.table.matrix_table) on stdout, fitted to the terminal's width."""
     console = console or out_console
     for table in matrix_tables(rows, title, console.width):
         console.print(table)

@@ -1,10 +1,11 @@
-"""Results: the SQLite store (one row per benchmark cell) and the report (tables + plots).
+"""Results: the SQLite store (one row per benchmark cell), the aggregated matrix (table), its
+figures (plots) and the markdown report.
 
 Importing this package does not import torch or matplotlib; the plots load matplotlib
 when :func:`build_report` runs.
 """
 
-from spikingjelly_lt.results.report import build_report, format_matrix, matrix_table
+from spikingjelly_lt.results.report import build_report
 from spikingjelly_lt.results.store import (
     EXPORT_FORMATS,
     SCHEMA_VERSION,
@@ -15,6 +16,7 @@ from spikingjelly_lt.results.store import (
     config_hash,
     merge,
 )
+from spikingjelly_lt.results.table import format_matrix, matrix_table
 
 __all__ = [
     "EXPORT_FORMATS",
