@@ -3,7 +3,7 @@
 # binw-slt at width 0.125? VGG-16, CIFAR-10 subset, T=4, sparsity 0.5, seed 0, a short run;
 # chosen on the VALIDATION accuracy only (the test top-1 is measured but not looked at).
 # Run from the repository root: DATA=../shared/data/cifar10-subset docs/results/width/pilot.sh RESULTS.db
-set -euo pipefail
+set -uo pipefail  # a failed variant is a failed row; the others still run
 DB=${1:?results file}
 EPOCHS=${EPOCHS:-8}
 common=(--profile cpu-vgg --data-dir "${DATA:?}" --methods binw-slt --width 0.125 --seeds 0
