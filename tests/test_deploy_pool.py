@@ -27,15 +27,7 @@ from spikingjelly_lt.errors import UsageError
 from spikingjelly_lt.models.resnet19 import BasicBlock
 from spikingjelly_lt.models.user import UserNet
 from spikingjelly_lt.pruners.supermask import apply_supermask
-from test_deploy import ENGINES_HERE, _randomize_bn
-
-
-@pytest.fixture(scope="module", autouse=True)
-def threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(2, before))
-    yield
-    torch.set_num_threads(before)
+from test_deploy import ENGINES_HERE, _randomize_bn, threads  # noqa: F401 - threads: the autouse fixture
 
 
 def _lif():
@@ -152,7 +144,7 @@ def test_avgpool_options_refused_at_compile_time(pool, why):
 
 
 def test_avgpool_counts_beyond_the_engine_refused_and_misplaced_pools_refused():
-    from spikingjelly_lt.nn.neurons import Sign
+    from spikingjelly_lt.neuron.neurons import Sign
 
     big = nn.Sequential(*_cbl(1, 8), layer.AvgPool2d(12), *_cbl(8, 8), layer.Flatten(), layer.Linear(8, 10))
     apply_supermask(big, 0.5)
