@@ -44,7 +44,7 @@ def measure(args) -> dict:
     import torch
 
     from spikingjelly_lt.hardware import cpu_info, keep_freed_memory
-    from spikingjelly_lt.nn.fast_lif import fast_lif_multi_step
+    from spikingjelly_lt.neuron.fast_lif import fast_lif_multi_step
 
     torch.set_num_threads(args.threads)
     keep_freed_memory()

@@ -134,7 +134,7 @@ def _swap_in_snntorch(model) -> None:
     import torch
     from snntorch import Leaky, surrogate
 
-    from spikingjelly_lt.nn.fast_lif import FastLIFNode
+    from spikingjelly_lt.neuron.fast_lif import FastLIFNode
 
     class LeakySeq(torch.nn.Module):
         def __init__(self, tau: float, thr: float) -> None:

@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spikingjelly_lt._sj import functional, neuron, surrogate  # noqa: E402
-from spikingjelly_lt.nn.fast_lif import FastLIFNode  # noqa: E402
+from spikingjelly_lt.neuron.fast_lif import FastLIFNode  # noqa: E402
 
 
 def main() -> None:

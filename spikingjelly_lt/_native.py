@@ -45,7 +45,7 @@ _CFLAGS = ["-O3", "-ffp-contract=off", "-fopenmp"]
 _LDFLAGS = ["-fopenmp"]
 _HERE = Path(__file__).parent
 KERNELS = {  # name -> source: every native kernel of the package
-    "sjlt_lif_train": _HERE / "nn" / "_lif_train.cpp",
+    "sjlt_lif_train": _HERE / "neuron" / "_lif_train.cpp",
     "sjlt_deploy_lif": _HERE / "deploy" / "_lif_kernel.cpp",
 }
 

@@ -55,6 +55,9 @@ DEFAULT_PLUGINS = (
     "spikingjelly_lt.data.builtin",
     "spikingjelly_lt.energy.cost_models",
 )
+# a built-in plugin whose module moved keeps the name it registered under before (stored rows'
+# ``plugins`` info and `sjlt plugins` name it): registered name -> module
+_MOVED = {"spikingjelly_lt.nn.neurons": "spikingjelly_lt.neuron.neurons"}
 
 pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
 pm.add_hookspecs(hookspecs)
@@ -76,7 +79,7 @@ def load_plugins() -> None:
     version = dist_version("spikingjelly-lt", "dev")
     for modname in DEFAULT_PLUGINS:
         try:
-            mod = importlib.import_module(modname)
+            mod = importlib.import_module(_MOVED.get(modname, modname))
         except Exception as exc:  # noqa: BLE001 - report and go on
             _warn(modname, exc)
             continue

@@ -19,7 +19,7 @@ from spikingjelly_lt.energy import (
     model_storage,
 )
 from spikingjelly_lt.errors import UsageError
-from spikingjelly_lt.nn.fast_lif import FastLIFNode
+from spikingjelly_lt.neuron.fast_lif import FastLIFNode
 
 from test_energy import brute_force_events
 
@@ -122,7 +122,7 @@ def test_plain_torch_ann():
 
 def tiny_resnet(timesteps: int | None):
     from spikingjelly_lt.models.resnet19 import resnet19
-    from spikingjelly_lt.nn.neurons import lif, relu
+    from spikingjelly_lt.neuron.neurons import lif, relu
 
     torch.manual_seed(0)
     factory = (lambda: lif(step_mode="m", v_threshold=0.5)) if timesteps else relu

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from spikingjelly_lt._sj import functional, neuron, surrogate
-from spikingjelly_lt.nn.fast_lif import FastLIFNode, fast_lif_multi_step
+from spikingjelly_lt.neuron.fast_lif import FastLIFNode, fast_lif_multi_step
 
 SHAPES = [(8, 3, 5), (2, 4, 6, 6), (16,)]
 

@@ -83,7 +83,7 @@ def test_user_neurons_kept_to_ann_and_inputs(tmp_path):
     from spikingjelly_lt.cell import Cell
     from spikingjelly_lt.methods import resolve
     from spikingjelly_lt.models.user import UserNet
-    from spikingjelly_lt.nn.neurons import ReLU, Sign
+    from spikingjelly_lt.neuron.neurons import ReLU, Sign
 
     net, _ = write_inputs(tmp_path)
     shape = DataShape(10, 1, 8)

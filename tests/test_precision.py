@@ -9,7 +9,7 @@ from spikingjelly_lt.cell import Cell
 from spikingjelly_lt.errors import UsageError
 from spikingjelly_lt.hardware import bf16_supported
 from spikingjelly_lt.methods import resolve
-from spikingjelly_lt.nn.fast_lif import FastLIFNode, _native_kernel, fast_lif_multi_step
+from spikingjelly_lt.neuron.fast_lif import FastLIFNode, _native_kernel, fast_lif_multi_step
 from spikingjelly_lt.training import precision as precision_mod
 from spikingjelly_lt.training.precision import precision_for
 
@@ -79,7 +79,7 @@ def test_bf16_cell_trains_deterministically_with_fp32_membranes(tmp_path):
 def test_channels_last_survives_a_spiking_block(autocast):
     from spikingjelly_lt._sj import set_step_mode
     from spikingjelly_lt.models.resnet19 import BasicBlock
-    from spikingjelly_lt.nn.neurons import lif
+    from spikingjelly_lt.neuron.neurons import lif
 
     block = BasicBlock(4, 8, 2, lambda: lif(v_threshold=0.3)).to(memory_format=CL)  # 1x1 shortcut too
     set_step_mode(block, "m")

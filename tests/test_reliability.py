@@ -128,7 +128,7 @@ def test_a_stale_build_lock_does_not_hang_the_next_run(tmp_path):
     lock.parent.mkdir(parents=True, exist_ok=True)
     lock.write_text("")
     code = ("import logging,sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr);"
-            "from spikingjelly_lt.nn.fast_lif import _native_kernel; print(_native_kernel() is not None)")
+            "from spikingjelly_lt.neuron.fast_lif import _native_kernel; print(_native_kernel() is not None)")
     t0 = time.time()
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -183,7 +183,7 @@ def test_a_build_past_its_time_limit_is_killed_with_its_children(tmp_path, monke
 def test_the_kernel_build_is_outside_the_timed_epochs(tmp_path, monkeypatch):
     """A kernel loader that takes 3 s: time to ticket does not grow, the load time is recorded."""
     from spikingjelly_lt.cell import Cell
-    from spikingjelly_lt.nn import fast_lif
+    from spikingjelly_lt.neuron import fast_lif
     from spikingjelly_lt.training.trainer import run_cell
 
     real = fast_lif._native_kernel

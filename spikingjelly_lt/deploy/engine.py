@@ -267,8 +267,8 @@ def _affine(alpha: float, layer_bias: torch.Tensor | None, bn: nn.Module | None,
 
 def _neuron(name: str, module: nn.Module) -> Neuron | None:
     from .._sj import neuron as sj_neuron
-    from ..nn.fast_lif import FastLIFNode
-    from ..nn.neurons import Sign
+    from ..neuron.fast_lif import FastLIFNode
+    from ..neuron.neurons import Sign
 
     if isinstance(module, (FastLIFNode, sj_neuron.LIFNode)):
         return Neuron(name, "lif", float(module.tau), bool(module.decay_input), float(module.v_threshold),

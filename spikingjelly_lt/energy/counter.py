@@ -360,7 +360,7 @@ class EnergyCounter:
     ) -> None:
         if pooled_fc not in POOLED_FC:
             raise UsageError(f"pooled_fc must be one of {', '.join(POOLED_FC)}, not {pooled_fc!r}")
-        from ..nn.neurons import Sign
+        from ..neuron.neurons import Sign
 
         self.model = model
         self.cost_model = resolve_cost_model(cost_model)

@@ -63,7 +63,7 @@ def to_ann(model: nn.Module, activation: str | Callable[..., nn.Module] = "relu"
     step mode of the neuron it replaces, so a multi-step model still takes ``[T, N, ...]``;
     feed it a static image once (``[1, N, ...]``).
     """
-    from ..nn import neurons
+    from ..neuron import neurons
 
     if isinstance(activation, str):
         factories = {"relu": neurons.relu, "sign": neurons.sign}

@@ -76,7 +76,7 @@ class ExecPath:
 
     def apply(self, model: nn.Module) -> nn.Module:
         """Set the LIF kernel choice on ``model``'s fast LIF nodes and the process's denormal mode."""
-        from ..nn.fast_lif import FastLIFNode
+        from ..neuron.fast_lif import FastLIFNode
 
         for m in model.modules():
             if isinstance(m, FastLIFNode) and self.lif in ("fast", "torch"):
@@ -95,7 +95,7 @@ def cache_file() -> Path:
 
 def _axes(cell, model: nn.Module, device: torch.device) -> dict[str, list[str | None]]:
     """The values each axis may take for this cell on this device (one value: fixed)."""
-    from ..nn.fast_lif import FastLIFNode
+    from ..neuron.fast_lif import FastLIFNode
 
     c = cell.cell
     mf = c.recipe.memory_format

@@ -5,7 +5,7 @@ autocast in bfloat16 (on the CPU: oneDNN with AVX512-BF16 / AMX-BF16; on CUDA: b
 fp16 with a gradient scaler where the GPU has no bf16). What stays float32, and why:
 
 - parameters, optimizer state and updates (autocast casts a copy per forward);
-- the LIF membrane, the charge and the threshold test (:func:`~spikingjelly_lt.nn.fast_lif.membrane_dtype`):
+- the LIF membrane, the charge and the threshold test (:func:`~spikingjelly_lt.neuron.fast_lif.membrane_dtype`):
   a membrane rounded to 8 bits would flip spikes near the threshold; spikes leave the
   neuron in bf16, exact for {0, 1};
 - BatchNorm statistics and affine parameters (bf16 inputs, float32 accumulation and

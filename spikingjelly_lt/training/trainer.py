@@ -492,7 +492,7 @@ def _energy_metrics(report, ann_pj: float, snn_energy_pj: float | None) -> dict:
 
 def warm_native_kernels(model: nn.Module, device: torch.device) -> float:
     """Build or load the native kernels ``model`` will call, before any timed step; the seconds it took."""
-    from ..nn.fast_lif import FastLIFNode, _native_kernel
+    from ..neuron.fast_lif import FastLIFNode, _native_kernel
 
     if device.type != "cpu" or not any(isinstance(m, FastLIFNode) and m.native for m in model.modules()):
         return 0.0

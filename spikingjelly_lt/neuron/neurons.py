@@ -24,7 +24,7 @@ LIF_IMPLS = ("auto", "fast", "torch", "spikingjelly")
 def lif(*, tau: float = 2.0, v_threshold: float = 1.0, step_mode: str = "m", impl: str = "fast", **_) -> nn.Module:
     """LIF: tau 2.0, threshold 1.0, hard reset to 0, ATan surrogate, detach_reset.
 
-    ``impl='fast'`` (default) is :class:`~spikingjelly_lt.nn.fast_lif.FastLIFNode`, one
+    ``impl='fast'`` (default) is :class:`~spikingjelly_lt.neuron.fast_lif.FastLIFNode`, one
     autograd op over all T steps, bit-identical spikes to SpikingJelly's ``LIFNode``
     and gradients equal to float32 rounding (tests compare them), running the fused C++
     kernel where it builds; ``'torch'`` is the same op in torch ops (``native=False``);
