@@ -72,7 +72,8 @@ def energy_command(
     setup_logging()
     from .. import plugins
     from ..data import make_loader
-    from ..energy.counter import POOLED_FC, count_energy, energy_under
+    from ..energy.counter import POOLED_FC, count_energy
+    from ..energy.report import energy_under
 
     cost = plugins.lookup("energy_models", model)
     if pooled_fc not in POOLED_FC:
@@ -141,7 +142,8 @@ def _savings(subject: _Subject, report, loader, cost, *, checkpoint: Path | None
     (``--snn-checkpoint``, or the checkpoint's sibling in the same folder), an untrained one for an
     untrained network, and none for a trained network without a trained SNN."""
     from ..build import DataShape, build_model
-    from ..energy.counter import count_energy, energy_ratio
+    from ..energy.counter import count_energy
+    from ..energy.report import energy_ratio
 
     resolved, shape = subject.resolved, DataShape.of(subject.bundle)
     ann = count_energy(build_model(resolved.baseline("ann"), shape), loader, cost, max_batches=1)

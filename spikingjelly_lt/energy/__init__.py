@@ -5,7 +5,7 @@
 eval loop; ``energy_under`` re-prices a report under another cost model; ``saving``
 (``savings``) is the one rule for the savings versus the dense ANN and SNN, and
 ``energy_ratio`` applies it to two reports under one cost model. Counting rules:
-docs/energy.md and ``counter``; cost models: ``cost_models``; what is stored per layer:
+docs/energy.md and ``counter``; the report rows and their pricing: ``report``; cost models: ``cost_models``; what is stored per layer:
 ``storage``; the op_counter cross-check: ``sj_adapter``.
 """
 
@@ -23,8 +23,9 @@ from .savings import saving, stored_energy_pj
 # counting and storage need torch: their names load on first use, so that the cost models and the
 # savings (what the report reads) import without it
 _LAZY = {
-    **dict.fromkeys(("RULES", "EnergyCounter", "NeuronEnergy", "EnergyReport", "LayerEnergy", "count_energy",
-                     "energy_ratio", "energy_under", "resolve_cost_model", "weight_stats"), "counter"),
+    **dict.fromkeys(("EnergyCounter", "count_energy", "weight_stats"), "counter"),
+    **dict.fromkeys(("RULES", "NeuronEnergy", "EnergyReport", "LayerEnergy", "energy_ratio", "energy_under",
+                     "resolve_cost_model"), "report"),
     **dict.fromkeys(("FORMATS", "LayerStorage", "StorageFormat", "layer_storage", "model_storage"), "storage"),
 }
 

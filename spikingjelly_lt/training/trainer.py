@@ -25,7 +25,8 @@ from ..build import DataShape, build_model
 from ..cell import Cell
 from ..data import load_dataset, make_loader
 from ..errors import UsageError
-from ..energy.counter import EnergyCounter, count_energy, energy_under
+from ..energy.counter import EnergyCounter, count_energy
+from ..energy.report import energy_under
 from ..energy.savings import saving
 from ..methods import Resolved, resolve
 from ..pruners.base import ParamGroup, TrainContext
