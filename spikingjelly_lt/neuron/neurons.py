@@ -70,13 +70,17 @@ class ReLU(nn.ReLU, base.StepModule):
         self.step_mode = step_mode
 
 
-class _BiRealSign(torch.autograd.Function):
-    """sign forward; Bi-Real piecewise-quadratic backward: 2 - 2|x| on |x| < 1, else 0."""
+class _Sign(torch.autograd.Function):
+    """sign forward (+1 at 0); a subclass gives the backward."""
 
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
         return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+
+class _BiRealSign(_Sign):
+    """Bi-Real piecewise-quadratic backward: 2 - 2|x| on |x| < 1, else 0."""
 
     @staticmethod
     def backward(ctx, grad):
@@ -84,13 +88,8 @@ class _BiRealSign(torch.autograd.Function):
         return grad * (2.0 - 2.0 * x.abs()).clamp_min(0.0)
 
 
-class _ClippedSign(torch.autograd.Function):
-    """sign forward; clipped identity (straight-through) backward: 1 on |x| <= 1."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+class _ClippedSign(_Sign):
+    """clipped identity (straight-through) backward: 1 on |x| <= 1."""
 
     @staticmethod
     def backward(ctx, grad):

@@ -173,10 +173,7 @@ def apply_supermask(model: nn.Module, sparsity: float | None = None, *, binary: 
     check_choice("supermask bias mode", bias, BIAS_MODES)
     check_choice("neuron parameter mode", neuron_params, ("keep", "freeze"))
     check_choice("supermask layer density", layer_density, LAYER_DENSITIES)
-    _check_freezing(sparsity, scope, freeze_pruned, freeze_kept)
-    if layer_density == "erk" and scope != "layer":
-        raise UsageError(f"model.layer_density='erk' sets per-layer fractions; it needs model.scope='layer' "
-                         f"(given {scope!r})")
+    _check_search(sparsity, scope, layer_density, freeze_pruned, freeze_kept)
     shared = GlobalTopK(sparsity) if scope == "global" else None
     layers = prunable_layers(model)
     masked = [module for i, (_, module) in enumerate(layers)
@@ -223,8 +220,11 @@ def apply_supermask(model: nn.Module, sparsity: float | None = None, *, binary: 
     return model
 
 
-def _check_freezing(sparsity: float, scope: str, pruned: float, kept: float) -> None:
-    """Frozen fractions the target sparsity can hold: one line naming the bad value, else nothing."""
+def _check_search(sparsity: float, scope: str, layer_density: str, pruned: float, kept: float) -> None:
+    """Search options the target sparsity and scope can hold: one line naming the bad value, else nothing."""
+    if layer_density == "erk" and scope != "layer":
+        raise UsageError(f"model.layer_density='erk' sets per-layer fractions; it needs model.scope='layer' "
+                         f"(given {scope!r})")
     if not 0.0 <= pruned < 1.0 or not 0.0 <= kept < 1.0:
         raise UsageError(f"freeze fractions must be in [0, 1): freeze_pruned={pruned!r}, freeze_kept={kept!r}")
     if pruned > sparsity + 1e-12:
@@ -254,10 +254,8 @@ class SupermaskPruner(Pruner):
 
     def check(self, cell) -> None:
         """Refuse, before any work, search options the cell's sparsity and scope cannot hold."""
-        _check_freezing(cell.sparsity, cell.model.scope, cell.recipe.freeze_pruned, cell.recipe.freeze_kept)
-        if cell.model.layer_density == "erk" and cell.model.scope != "layer":
-            raise UsageError(f"model.layer_density='erk' sets per-layer fractions; it needs model.scope='layer' "
-                             f"(given {cell.model.scope!r})")
+        _check_search(cell.sparsity, cell.model.scope, cell.model.layer_density, cell.recipe.freeze_pruned,
+                      cell.recipe.freeze_kept)
 
     def apply(self, model: nn.Module, cell) -> nn.Module:
         m, r = cell.model, cell.recipe

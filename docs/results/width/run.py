@@ -15,11 +15,12 @@ skipped (the results file is resumed).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
 
-from spikingjelly_lt.cli.bench import _options_to_cells
+from spikingjelly_lt.cli.request import options_to_cells
 from spikingjelly_lt.results.store import ResultStore
 
 # seconds per cell at 12 epochs on 2 cores, about 1.4x the times measured or scaled on an AMD EPYC
@@ -28,6 +29,15 @@ from spikingjelly_lt.results.store import ResultStore
 SECONDS = {0.0625: {"snn": 300, "bnn-lt": 140, "binw-slt": 330},
            0.125: {"snn": 460, "bnn-lt": 190, "binw-slt": 500},
            0.25: {"snn": 970, "bnn-lt": 370, "binw-slt": 1060}}
+
+
+def done_hashes(results: str) -> set[str]:
+    """The hashes of the done rows, read through a read-only connection closed at once (a
+    writer process may be finishing its own cell)."""
+    if not os.path.exists(results):
+        return set()
+    with ResultStore(results, create=False, readonly=True) as store:
+        return {r["config_hash"] for r in store.rows() if r["status"] == "done"}
 
 
 def main() -> int:
@@ -45,11 +55,10 @@ def main() -> int:
             for method in ("snn", "bnn-lt", "binw-slt"):
                 for extra in (variants if method == "binw-slt" else [[]]):
                     sets = [e.split("=", 1)[1] for e in extra]
-                    (cell,), _ = _options_to_cells(methods=method, sparsity=None, seeds=seed, width=str(width),
+                    (cell,), _ = options_to_cells(methods=method, sparsity=None, seeds=seed, width=str(width),
                                                    profile="width", config=None, sets=sets, options={},
                                                    data_dir=args.data_dir)
-                    done = {r["config_hash"] for r in ResultStore(args.results).rows() if r["status"] == "done"}
-                    if cell.hash in done:
+                    if cell.hash in done_hashes(args.results):
                         continue
                     need = SECONDS[width][method]
                     if time.time() + need > deadline:
