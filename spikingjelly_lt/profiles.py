@@ -144,8 +144,8 @@ PROFILES: dict[str, Profile] = {
             "paper",
             "full width, CIFAR-10 32x32, T=4, the papers' schedules (a GPU job), IMP 3 rounds. "
             "BatchNorm after ResNet-19's FC 512->256 (model.fc_bn): without it fc1's LIF layer "
-            "(body.12) fires 0.0 at initialization at v_threshold 1.0 (the silent-fc1 trap, design "
-            "2.5) and the net trains as if cut there; with it every spiking layer fires at least "
+            "(body.12) fires 0.0 at initialization at v_threshold 1.0 (the silent-fc1 trap, docs/design.md "
+            "§2.5) and the net trains as if cut there; with it every spiking layer fires at least "
             "3 % on a CIFAR-10 batch (tests/test_protocol.py), at the papers' threshold 1.0",
             dataset="cifar10",
             methods=DEFAULT_METHODS,

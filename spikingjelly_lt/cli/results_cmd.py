@@ -215,7 +215,7 @@ def print_claims(rows: list[dict]) -> None:
     from .console import out_console
 
     headers, cells = claims_markdown(rows)
-    table = Table(title="claims (paired over seeds; design 5 verdicts)")
+    table = Table(title="claims (paired over seeds; verdicts as in docs/protocol.md)")
     for h in headers:
         table.add_column(h, justify="right" if h in ("n",) else "left", overflow="fold")
     for row in cells:

@@ -242,7 +242,7 @@ def _matrix_section(rows: list[dict[str, Any]], table: list[dict[str, Any]]) -> 
             "Mean ± half-width of the 95 % Student-t interval over seeds (the mean alone for one "
             "seed; std and n in the statistics table), from done runs only; top-1 is the test "
             "accuracy of the last epoch, measured once after training; val: the validation split "
-            "of the training images (design 5). collapsed: validation accuracy within 2 points "
+            "of the training images (docs/protocol.md). collapsed: validation accuracy within 2 points "
             "of chance or a spiking layer under 1 % firing; such a cell has no energy saving "
             "('–', with the reason). Sparsity is the "
             "fraction of weights removed (target; achieved is counted from the weights that "
@@ -265,7 +265,7 @@ def _claims_sections(rows: list[dict[str, Any]], table: list[dict[str, Any]]) ->
         ("Paired over the same seeds (same data order and initial draws): the difference A - B "
          "per seed, its mean and 95 % t-interval. supported: the interval excludes 0 in the "
          "claimed direction; refuted: it excludes 0 the other way; else undecided at this n "
-         "(design 5). Accuracy in points of test top-1, energy in pJ per image; a collapsed "
+         "(docs/protocol.md). Accuracy in points of test top-1, energy in pJ per image; a collapsed "
          "cell is no energy data point."),
         "",
         _md_table(claims_h, claims_c, [False, False, False, False, True, True, False]),
