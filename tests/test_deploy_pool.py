@@ -21,7 +21,7 @@ from torch import nn
 
 from spikingjelly_lt._sj import reset_net
 from spikingjelly_lt.deploy import compile_model, reference_forward
-from spikingjelly_lt.deploy.engine import AvgPool, IntConv
+from spikingjelly_lt.deploy.program import AvgPool, IntConv
 from spikingjelly_lt.deploy.run import compare_batch
 from spikingjelly_lt.errors import UsageError
 from spikingjelly_lt.models.resnet19 import BasicBlock

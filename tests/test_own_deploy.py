@@ -10,7 +10,7 @@ from conftest import run_cli
 from spikingjelly.activation_based import layer, neuron
 from torch import nn
 
-from spikingjelly_lt.deploy.engine import compile_model
+from spikingjelly_lt.deploy import compile_model
 from spikingjelly_lt.errors import UsageError
 from spikingjelly_lt.pruners.supermask import apply_supermask
 from test_own_model import write_inputs

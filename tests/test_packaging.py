@@ -25,6 +25,7 @@ import sys
 import sysconfig
 import tarfile
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,9 @@ def test_wheel_installs_through_the_offline_route_and_runs_outside_the_tree(tmp_
         pytest.skip("ensurepip is unavailable in this Python")
     wheel = _build("wheel", tmp_path)
     assert wheel.name == f"spikingjelly_lt-{VERSION}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as z:  # the C++ kernels' sources ship, to be built on the user's machine
+        sources = {n for n in z.namelist() if n.endswith(".cpp")}
+    assert sources == {"spikingjelly_lt/deploy/_lif_kernel.cpp", "spikingjelly_lt/neuron/_lif_train.cpp"}, sources
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "SJLT_DISABLE_ENTRY_POINTS",
                                                              "SJLT_LOAD_PLUGINS", "PIP_INDEX_URL")}
     env |= {"PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONDONTWRITEBYTECODE": "1"}

@@ -1,7 +1,7 @@
 """Deploy a ticket: exact integer-arithmetic inference on the CPU and NIR export (docs/deploy.md)."""
 
 from .cpu import ENGINES, CpuInfo, choose_engine, cpu_info
-from .engine import FIRST_LAYER, STORAGE, CompiledNet, compile_model, reference_forward, weight_bytes
+from .compiled import FIRST_LAYER, STORAGE, CompiledNet, compile_model, reference_forward, weight_bytes
 
 __all__ = [
     "ENGINES",

@@ -1,7 +1,7 @@
 """What the CPU can do for an exact integer product, and which engine ``auto`` picks.
 
 Flags come from ``/proc/cpuinfo`` (Linux) and ``torch.backends.cpu.get_cpu_capability()``.
-Every engine here is exact for spike-fed layers (see :mod:`.engine`); ``auto`` picks the
+Every engine here is exact for spike-fed layers (see :mod:`.compiled`); ``auto`` picks the
 fastest one the CPU runs natively:
 
 =========  ====================================================================

@@ -1,6 +1,6 @@
 """Export a ticket as a NIR graph (``nir`` 1.0.x, optional: ``pip install spikingjelly-lt[nir]``).
 
-The graph is written from the compiled program (:mod:`.engine`), so every weight is
+The graph is written from the compiled program (:mod:`.program`), so every weight is
 already folded: a Conv2d / Affine node holds ``scale * q`` (alpha, BN and a Linear
 bias folded into one per-channel scale and bias); the first conv holds the stem's
 weights times its BN scale. Residual adds are two edges into one LIF node (NIR sums
@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
-from .engine import (AvgPool, Block, CompiledNet, Flatten, GlobalPool, IntConv, IntLinear, MaxPool, Neuron, Ternary,
-                     compile_model)
+from .compiled import CompiledNet, compile_model
+from .program import AvgPool, Block, Flatten, GlobalPool, IntConv, IntLinear, MaxPool, Neuron, Ternary
 
 __all__ = ["to_nir", "export_nir", "DEFAULT_DT"]
 

@@ -22,7 +22,7 @@ from torch import nn
 from .._sj import reset_net
 from ..errors import UsageError
 from .cpu import cpu_info
-from .engine import CompiledNet, compile_model, reference_forward, weight_bytes
+from .compiled import CompiledNet, compile_model, reference_forward, weight_bytes
 
 __all__ = ["load_model", "run_ticket", "compare_batch", "TRACE_TOL", "TIE_TOL"]
 
