@@ -20,7 +20,7 @@ from spikingjelly_lt._sj import reset_net
 from spikingjelly_lt.build import build_model
 from spikingjelly_lt.data import load_dataset, make_loader
 from spikingjelly_lt.deploy import compile_model, cpu_info, reference_forward
-from spikingjelly_lt.deploy.cpu import ENGINES, choose_engine
+from spikingjelly_lt.deploy.cpu import ENGINES, choose_engine, int8_exact
 from spikingjelly_lt.deploy.engine import _Engine
 from spikingjelly_lt.deploy.plan import _affine
 from spikingjelly_lt.deploy.program import IntConv, Ternary
@@ -29,7 +29,7 @@ from spikingjelly_lt.deploy.run import TRACE_TOL, compare_batch, run_ticket
 from spikingjelly_lt.errors import UsageError
 from conftest import run_cli
 
-ENGINES_HERE = ["fp32", "bf16"] + (["int8"] if hasattr(torch.ops.onednn, "qconv2d_pointwise") else [])
+ENGINES_HERE = ["fp32", "bf16"] + (["int8"] if int8_exact() else [])  # int8: VNNI / AMX only (deploy.cpu)
 # trained smoke ticket: ~10-20 s on 2 cores; v_threshold 0.25 keeps the tiny net firing
 SMOKE = dict(method="binw-slt", arch="resnet19", dataset="digits", width=0.125, epochs=4, timesteps=4,
              limit_train=1024, batch_size=64, v_threshold=0.25)
@@ -107,6 +107,20 @@ def test_cpu_info_and_engine_choice():
         choose_engine("int4")
     if "amx_int8" in info.flags or "avx512_vnni" in info.flags:
         assert choose_engine("auto") == "int8"
+
+
+def test_int8_engine_is_refused_without_vnni_or_amx():
+    """Without a dot-product instruction oneDNN's int8 sums were wrong on some calls (AVX2-only AMD EPYC)."""
+    from dataclasses import replace
+
+    from spikingjelly_lt.deploy.cpu import INT8_FLAGS
+
+    plain = replace(cpu_info(), flags=tuple(f for f in cpu_info().flags if f not in INT8_FLAGS))
+    assert not int8_exact(plain)
+    with pytest.raises(UsageError, match=r"^engine int8 is not exact on this CPU \(.*no amx_int8, avx512_vnni, "
+                                         r"avx_vnni\); use --engine fp32 or bf16$"):
+        choose_engine("int8", info=plain)
+    assert choose_engine("auto", info=plain) in ("bf16", "fp32")
 
 
 # -- exactness on tiny nets ---------------------------------------------------------------
