@@ -180,3 +180,24 @@ def test_readme_sections_the_code_names_exist():
     named = {m for f in (ROOT / "spikingjelly_lt").rglob("*.py")
              for m in re.findall(r"README '([^']+)'", f.read_text())}
     assert named and named <= headings, named - headings
+
+
+def test_readme_width_gaps_are_the_recorded_ones():
+    """The width table and its trend sentence repeat the width study's report.md (Width section)."""
+    folder = ROOT / "docs/results/width"
+    recorded = {r["width"]: r for r in _report_table(folder, "Width") if r["A - B"] == "binw-slt - bnn-lt"}
+    (head, *rows), = [t for t in _tables(_section(README.read_text(), "Results")) if t[0][0] == "binw-slt − bnn-lt"]
+    assert head[1:] == ["width", "n", "difference, points [95 % CI]"]
+    assert sorted(row[1] for row in rows) == sorted(recorded)  # every width, each once
+    for _, width, n, difference in rows:
+        rec = recorded[width]
+        assert int(n) == int(rec["n"]), width
+        _same(difference, rec["A - B (points) [95% CI]"], f"width {width}")
+    trend = re.search(r"- binw-slt - bnn-lt: (\S+) points per doubling of width \[(\S+), (\S+)\]; fitted gap at "
+                      r"width 1 (\S+) \[(\S+), (\S+)\]", (folder / "report.md").read_text())
+    slope, lo, hi, at1, at1_lo, at1_hi = trend.groups()
+    text = " ".join(_section(README.read_text(), "Results").split())
+    assert f"{slope} points per doubling of width [{lo}, {hi}]" in text
+    assert f"extrapolates to {at1} [{at1_lo}, {at1_hi}]" in text
+    done = sum(1 for line in (folder / "results.jsonl").read_text().splitlines() if json.loads(line)["status"] == "done")
+    assert f"{done} of 36 cells" in text
