@@ -25,8 +25,12 @@ def _onednn_convolutions_off_below_avx512(request):
     if not _BELOW_AVX512 or request.module.__name__ in _KEEP_ONEDNN:
         yield
         return
-    with torch.backends.mkldnn.flags(enabled=False):
+    before = torch.backends.mkldnn.enabled  # (mkldnn.flags() would also set TF32 and warn each test)
+    torch.backends.mkldnn.enabled = False
+    try:
         yield
+    finally:
+        torch.backends.mkldnn.enabled = before
 
 
 CIFAR_SUBSET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-subset"
