@@ -33,6 +33,18 @@ def _onednn_convolutions_off_below_avx512(request):
         torch.backends.mkldnn.enabled = before
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Each test leaves torch's thread count as it found it. An in-process `sjlt bench --threads 1`
+    (run_cli) used to set 1 for the rest of the session, so every later test, the deploy smoke
+    ticket included, trained on 1 thread instead of SJLT_TEST_THREADS (and got other numbers)."""
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 CIFAR_SUBSET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-subset"
 
 

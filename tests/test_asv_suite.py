@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIXES = ("time_", "timeraw_", "peakmem_", "mem_", "track_")
@@ -71,13 +70,6 @@ def _benchmarks() -> list[tuple[str, type | None, str]]:
 
 
 BENCHMARKS = _benchmarks()
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import random
 import sqlite3
 
 import pytest
-import torch
 
 from spikingjelly_lt.cli.request import options_to_cells
 from spikingjelly_lt.errors import UsageError
@@ -81,19 +80,12 @@ def test_parse_shard_rejects(text):
 
 
 
-@pytest.fixture
-def restore_threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
 def raw_rows(path):
     with sqlite3.connect(path) as conn:
         return conn.execute("SELECT * FROM results ORDER BY config_hash").fetchall()
 
 
-def test_cli_shards_merge_and_report(tmp_path, capsys, monkeypatch, restore_threads):
+def test_cli_shards_merge_and_report(tmp_path, capsys, monkeypatch):
     methods = "ann,bnn,snn"
     all_cells, _ = options_to_cells(
         methods=methods, sparsity=None, seeds=None, profile="smoke", config=None, sets=None, data_dir=None,
