@@ -25,7 +25,7 @@ from spikingjelly_lt.deploy.engine import _Engine
 from spikingjelly_lt.deploy.plan import _affine
 from spikingjelly_lt.deploy.program import IntConv, Ternary
 from spikingjelly_lt.deploy.pack import pack_ternary, unpack_ternary
-from spikingjelly_lt.deploy.run import TIE_TOL, TRACE_TOL, compare_batch, run_ticket
+from spikingjelly_lt.deploy.run import TRACE_TOL, compare_batch, logits_tie, run_ticket
 from spikingjelly_lt.errors import UsageError
 from conftest import run_cli
 
@@ -379,7 +379,7 @@ def test_nir_export_runs_in_snntorch(smoke_ticket, tmp_path, capsys, monkeypatch
     x, _ = next(iter(make_loader(load_dataset("digits"), "test", 360)))
     logits = net(x)  # exact: an image whose top logits tie may go either way in snnTorch's fp32 sums
     top2 = logits.topk(2, dim=1).values
-    ours, tie = logits.argmax(1), top2[:, 0] - top2[:, 1] <= TIE_TOL * top2[:, 0].abs().clamp(min=1.0)
+    ours, tie = logits.argmax(1), logits_tie(top2[:, 1], top2[:, 0])
     theirs, n_lif = _snntorch_predictions(path, x, net.timesteps)
     assert n_lif == 18
     agree, clear = int((theirs == ours).sum()), int((theirs == ours)[~tie].sum())

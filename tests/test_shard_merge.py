@@ -79,7 +79,6 @@ def test_parse_shard_rejects(text):
 
 
 
-
 def raw_rows(path):
     with sqlite3.connect(path) as conn:
         return conn.execute("SELECT * FROM results ORDER BY config_hash").fetchall()

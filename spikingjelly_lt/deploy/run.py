@@ -24,13 +24,19 @@ from ..errors import UsageError
 from .cpu import cpu_info
 from .compiled import CompiledNet, compile_model, reference_forward, weight_bytes
 
-__all__ = ["load_model", "run_ticket", "compare_batch", "TRACE_TOL", "TIE_TOL"]
+__all__ = ["load_model", "run_ticket", "compare_batch", "logits_tie", "TRACE_TOL", "TIE_TOL"]
 
 log = logging.getLogger("spikingjelly_lt")
 
 REFERENCE_CHUNK_CUDA = 32  # images per float64 reference pass on a GPU
 TRACE_TOL = 1e-4  # |H_float64 - v_threshold| that counts as "within fp32 rounding of the threshold"
 TIE_TOL = 1e-5  # relative gap of two reference logits that fp32 rounding can invert
+
+
+def logits_tie(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Whether logits ``a`` and ``b`` (elementwise) tie: within :data:`TIE_TOL` of ``|b|`` (at least
+    of 1), a gap that fp32 rounding can invert."""
+    return (a - b).abs() <= TIE_TOL * b.abs().clamp(min=1.0)
 
 
 def _is_ticket(path: Path) -> bool:
@@ -160,8 +166,7 @@ def compare_batch(net: CompiledNet, model: nn.Module, x: torch.Tensor, tol: floa
         if margins[i] is not None:
             by_flip += int(margins[i] <= tol)
         else:  # identical spikes: the reference logits tie and fp32 rounding picked the other class
-            a, b = float(logits_r[i, pm[i]]), float(logits_r[i, pr[i]])
-            by_tie += int(abs(a - b) <= TIE_TOL * max(1.0, abs(b)))
+            by_tie += int(logits_tie(logits_r[i, pm[i]], logits_r[i, pr[i]]))
     return {
         "images": n_img,
         "pred_engine": pe,
